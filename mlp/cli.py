@@ -1,0 +1,65 @@
+"""What every runner shares: checking config-group choices, absolute paths, atomic JSON, one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, open_dict
+
+from mlp.errors import UserError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CHECKED_GROUPS = ("experiment", "data")
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_group_choices(args: list[str]) -> None:
+    """Reject an unknown experiment=/data= value (also inside sweep lists) in one line."""
+    try:
+        overrides = OverridesParser.create().parse_overrides(
+            [a for a in args if "=" in a and not a.startswith("-")])
+    except Exception as exc:
+        raise UserError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
+    for ov in overrides:
+        group = ov.key_or_group
+        if group not in CHECKED_GROUPS or ov.is_delete():
+            continue
+        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        allowed = group_options(group)
+        for v in values:
+            if v not in allowed:
+                raise UserError(f"unknown {group} '{v}' (allowed: {', '.join(allowed)})")
+
+
+def absolutize_paths(cfg: DictConfig, base: Path) -> None:
+    """Make data paths absolute against the directory the user ran from, so tasks elsewhere find them."""
+    with open_dict(cfg):
+        for key in ("root", "cache_dir"):
+            if key in cfg.data and cfg.data[key] is not None:
+                p = Path(str(cfg.data[key])).expanduser()
+                cfg.data[key] = str(p if p.is_absolute() else (base / p).resolve())
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
