@@ -1,0 +1,51 @@
+"""Shared fixtures: composing the real Hydra configs, the shared archive, a per-test cache."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+# Small synthetic settings that keep a training run to a fraction of a second.
+SMALL_SYNTHETIC = ["data=synthetic", "data.n_train=1000", "data.n_test=200", "data.batch_size=200"]
+
+
+def compose_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    """Compose a config with the cache redirected into the test's own folder."""
+    def make(overrides: list[str]):
+        cfg = compose_cfg(overrides)
+        if "cache_dir" in cfg.data:
+            cfg.data.cache_dir = str(tmp_path / "cache")
+        return cfg
+    return make
+
+
+@pytest.fixture(scope="session")
+def shared_archive() -> Path:
+    if not SHARED_ARCHIVE.is_file():
+        pytest.skip(f"shared CIFAR-10 archive not present at {SHARED_ARCHIVE}")
+    return SHARED_ARCHIVE
+
+
+def shared_cache_dir() -> str:
+    """Real-archive tests share one cache so the archive is decoded once per machine."""
+    return os.environ.get("MLP_CACHE_DIR", str(Path.home() / ".cache" / "mlp_study"))
+
+
+def run_cli(script: str, *args: str, cwd: Path = ROOT, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, str(ROOT / "runners" / script), *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=600)

@@ -1,0 +1,57 @@
+"""Gradient check through the real experiment code path, both input sizes and both dtypes."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import SMALL_SYNTHETIC, run_cli
+from mlp.experiment import run_experiment
+from mlp.gradcheck import check_case
+
+CASES_SMALL = ["gradcheck.cases=[{name: reduced, n_samples: 2, dims: 20, max_entries: null},"
+               "{name: full, n_samples: 2, dims: 3072, max_entries: 600}]"]
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-6), ("float32", 1e-3)])
+def test_gradcheck_experiment_passes_both_sizes(cfg_factory, dtype, tol):
+    cfg = cfg_factory(["experiment=gradcheck", f"dtype={dtype}", *SMALL_SYNTHETIC, *CASES_SMALL])
+    result = run_experiment(cfg)
+    assert result["tolerance"] == tol and result["passed"]
+    for case, dims in (("reduced", 20), ("full", 3072)):
+        table = result["gradcheck"][case]
+        assert table["dims"] == dims
+        assert set(table["params"]) == {"W1", "b1", "W2", "b2"}
+        for name, row in table["params"].items():
+            assert row["max_rel_error"] < tol, (case, name, row)
+            assert row["grad_max"] > 0 and row["abs_err_max"] >= 0
+    assert result["gradcheck"]["reduced"]["params"]["W1"]["n_entries"] == 50 * 20
+    assert result["gradcheck"]["full"]["params"]["W1"]["n_entries"] == 600
+    assert result["gradcheck"]["full"]["params"]["W2"]["n_entries"] == 500
+
+
+def test_gradcheck_catches_a_wrong_gradient(monkeypatch):
+    """The check must fail when backprop is wrong: drop the ReLU mask and see the error explode."""
+    from mlp import sgd
+    real = sgd.SGDStep.gradients
+
+    def broken(self, b, y, lam):
+        g = real(self, b, y, lam)
+        g["b1"] *= 1.01  # a 1% error in one parameter's gradient
+        return g
+
+    monkeypatch.setattr(sgd.SGDStep, "gradients", broken)
+    rng = np.random.default_rng(5)
+    rows = check_case(rng.standard_normal((2, 20)), np.array([1, 2]), 50, 10, 0.01, 1e-5, np.float64, 0, None)
+    assert rows["b1"]["max_rel_error"] > 1e-3
+    assert rows["W2"]["max_rel_error"] < 1e-6
+
+
+def test_gradcheck_cli_exits_nonzero_when_tolerance_exceeded(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("train.py", "experiment=gradcheck", *SMALL_SYNTHETIC,
+                   "gradcheck.cases=[{name: reduced, n_samples: 2, dims: 10, max_entries: null}]",
+                   "gradcheck.tolerance.float64=1e-20", f"hydra.run.dir={out}")
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["passed"] is False and result["max_rel_error"] > 1e-20
+    assert "FAILED" in proc.stdout
