@@ -41,7 +41,8 @@ def load_raw(data_cfg) -> RawData:
         raise UserError(f"unknown data source '{name}' (allowed: {', '.join(SOURCES)})")
     start = time.perf_counter()
     if name == "synthetic":
-        arrays = synthetic.make(data_cfg.n_train, data_cfg.n_test, data_cfg.noise, data_cfg.seed)
+        arrays = synthetic.make(data_cfg.n_train, data_cfg.n_test, data_cfg.class_sep, data_cfg.noise,
+                                data_cfg.seed)
         return RawData(**arrays, source=f"SYNTHETIC (seed {data_cfg.seed}; not CIFAR-10)", synthetic=True,
                        decoded_now=True, load_s=time.perf_counter() - start)
     root = Path(str(data_cfg.root)).expanduser()

@@ -7,10 +7,14 @@ N_FEATURES = 3072
 N_CLASSES = 10
 
 
-def make(n_train: int, n_test: int, noise: float, seed: int) -> dict[str, np.ndarray]:
-    """Class prototypes plus Gaussian noise, quantised to uint8 like real pixels."""
+def make(n_train: int, n_test: int, class_sep: float, noise: float, seed: int) -> dict[str, np.ndarray]:
+    """Class prototypes plus Gaussian noise, quantised to uint8 like real pixels.
+
+    class_sep (per-pixel std of the prototypes around mid-grey) against noise sets how
+    hard it is: small enough that accuracy is well short of 100%, so λ and the schedule matter.
+    """
     rng = np.random.default_rng(seed)
-    prototypes = rng.normal(128.0, 40.0, size=(N_CLASSES, N_FEATURES))
+    prototypes = 128.0 + rng.normal(0.0, class_sep, size=(N_CLASSES, N_FEATURES))
 
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = rng.integers(0, N_CLASSES, size=n).astype(np.uint8)
