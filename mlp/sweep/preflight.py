@@ -1,0 +1,52 @@
+"""Checks before Hydra starts the sweep, so bad input costs one line and no started job.
+
+Hydra reports composition errors as several lines with a stack-trace hint; composing the
+primary config here first (with Hydra's own loader and argument parser) turns them into one.
+Per-job errors (a swept key or value) are caught when the launcher composes every job,
+also before any job starts.
+"""
+from __future__ import annotations
+
+from hydra._internal.utils import get_args_parser
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+
+from mlp.cli import CONF_DIR, group_options
+from mlp.errors import UserError
+
+GROUPS = ("experiment", "data", "launcher")
+INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "version")
+
+
+def check_groups(overrides) -> None:
+    for ov in overrides:
+        group = ov.key_or_group
+        if group not in GROUPS or ov.is_delete() or "glob" in str(ov.input_line):
+            continue
+        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        allowed = group_options(group)
+        for v in values:
+            if v not in allowed:
+                raise UserError(f"unknown {group} '{v}' (allowed: {', '.join(allowed)})")
+
+
+def preflight(argv: list[str], config_name: str) -> None:
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mlp.sweep.launch import compose_error
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if any(getattr(args, flag, None) for flag in INFO_FLAGS):
+        return  # Hydra's own --help/--cfg/... paths
+    try:
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+    except Exception as exc:
+        raise UserError(f"cannot parse overrides: {str(exc).strip().splitlines()[0]}") from None
+    check_groups(parsed)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        try:
+            GlobalHydra.instance().config_loader().load_configuration(
+                config_name=config_name, overrides=list(args.overrides), run_mode=RunMode.MULTIRUN)
+        except Exception as exc:
+            raise UserError(compose_error(exc)) from None
