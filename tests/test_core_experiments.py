@@ -1,0 +1,105 @@
+"""Every experiment config composes and validates; training is deterministic; the overfit check works."""
+import numpy as np
+import pytest
+
+from conftest import CONF, SMALL_SYNTHETIC, shared_cache_dir
+from mlp.cli import group_options
+from mlp.experiment import run_experiment
+from mlp.train import record_steps, resolve_n_s
+from mlp.validate import check_config
+
+EXPERIMENTS = ["gradcheck", "overfit", "cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final"]
+SHORT = ["train.n_s=20", "train.cycles=1"]
+
+
+def test_every_named_experiment_exists():
+    assert set(EXPERIMENTS) <= set(group_options("experiment"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("data", ["cifar10", "cifar10_jpeg", "synthetic"])
+def test_experiment_config_composes_and_validates(cfg_factory, name, data):
+    cfg = cfg_factory([f"experiment={name}", f"data={data}"])
+    assert cfg.name == name
+    check_config(cfg)
+    for key in ("batch_size", "eta_min", "eta_max", "n_s", "cycles"):
+        assert key in cfg.train
+    assert "root" in cfg.data or data == "synthetic"
+    assert cfg.model.hidden == 50
+
+
+def test_study_settings_in_configs(cfg_factory):
+    c1 = cfg_factory(["experiment=cyclic_1cycle"])
+    assert (c1.train.eta_min, c1.train.eta_max, c1.train.n_s, c1.train.cycles, c1.train.batch_size, c1["lambda"]) \
+        == (1e-5, 1e-1, 500, 1, 100, 0.01)
+    c3 = cfg_factory(["experiment=cyclic_3cycles"])
+    assert (c3.train.n_s, c3.train.cycles) == (800, 3)
+    coarse = cfg_factory(["experiment=lambda_coarse"])
+    assert resolve_n_s(coarse.train, 45000) == 900  # 2·⌊45000/100⌋: 4 epochs per cycle
+    final = cfg_factory(["experiment=final"])
+    assert final["lambda"] == 0.008 and final.split.val_holdout == 1000 and final.train.cycles == 3
+
+
+def test_top_level_overrides_reach_any_experiment(cfg_factory):
+    cfg = cfg_factory(["experiment=final", "lambda=0.005", "seed=3", "dtype=float32"])
+    assert (cfg["lambda"], cfg.seed, cfg.dtype) == (0.005, 3, "float32")
+
+
+def test_record_steps_default_ten_per_cycle_and_end(cfg_factory):
+    cfg = cfg_factory(["experiment=cyclic_3cycles"])
+    marks = record_steps(cfg.train, 4800, 800)
+    assert marks[0] == 0 and marks[-1] == 4800 and len(marks) == 31
+    assert marks[:3] == [0, 160, 320]
+
+
+def test_same_seed_gives_identical_history(cfg_factory):
+    cfg = cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, *SHORT, "seed=4"])
+    a, b = run_experiment(cfg), run_experiment(cfg)
+    assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
+    other = run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, *SHORT, "seed=5"]))
+    assert other["history"] != a["history"]
+
+
+def test_training_learns_and_records_everything(cfg_factory):
+    result = run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=40"]))
+    hist = result["history"]
+    assert [h["step"] for h in hist] == list(range(0, 80, 8)) + [80]
+    assert hist[0]["eta"] == pytest.approx(1e-5) and hist[5]["eta"] == pytest.approx(1e-1)
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"] - 0.5
+    assert result["val_acc"] > 0.3 and result["synthetic"] and "SYNTHETIC" in result["data_source"]
+    for h in hist:  # cost = loss + λ‖W‖² ≥ loss
+        assert h["train_cost"] > h["train_loss"] and h["val_cost"] - h["val_loss"] == pytest.approx(
+            h["train_cost"] - h["train_loss"])
+
+
+def test_float32_training_runs_in_float32(cfg_factory):
+    result = run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, *SHORT, "dtype=float32"]))
+    assert result["dtype"] == "float32" and result["val_acc"] > 0.2
+
+
+def test_overfit_on_synthetic(cfg_factory):
+    result = run_experiment(cfg_factory(["experiment=overfit", *SMALL_SYNTHETIC, "train.epochs=100"]))
+    assert result["n_train"] == 100
+    assert result["final_train_loss"] < 0.01
+    assert result["final_val_loss"] > 10 * result["final_train_loss"]
+
+
+def test_overfit_on_100_real_images(cfg_factory, shared_archive):
+    cfg = cfg_factory(["experiment=overfit", "data=cifar10_jpeg", f"data.root={shared_archive}",
+                       "split.val_batch=2", "train.epochs=100", "train.record_every=1000"])
+    cfg.data.cache_dir = shared_cache_dir()
+    result = run_experiment(cfg)
+    assert result["n_train"] == 100 and not result["synthetic"]
+    assert result["final_train_loss"] < 0.01 and result["train_acc"] == 1.0
+    assert result["final_val_loss"] > 2.0 and result["val_acc"] < 0.35
+
+
+def test_lambda_fine_draws_lambda_log_uniformly_from_its_seed(cfg_factory):
+    from mlp.experiment import draw_lambda
+    cfg = cfg_factory(["experiment=lambda_fine"])
+    draws = [draw_lambda(cfg.search, s) for s in range(200)]
+    assert draws[:3] == [draw_lambda(cfg.search, s) for s in range(3)]
+    assert min(draws) >= cfg.search.low and max(draws) <= cfg.search.high
+    logs = np.log10(draws)
+    mid = (np.log10(cfg.search.low) + np.log10(cfg.search.high)) / 2
+    assert 0.35 < np.mean(logs < mid) < 0.65  # uniform in log space, not in λ
