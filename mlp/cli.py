@@ -22,11 +22,13 @@ def group_options(group: str) -> list[str]:
 
 def check_group_choices(args: list[str]) -> None:
     """Reject an unknown experiment=/data= value (also inside sweep lists) in one line."""
-    try:
-        overrides = OverridesParser.create().parse_overrides(
-            [a for a in args if "=" in a and not a.startswith("-")])
-    except Exception as exc:
-        raise UserError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
+    parser = OverridesParser.create()
+    overrides = []
+    for arg in (a for a in args if "=" in a and not a.startswith("-")):
+        try:
+            overrides += parser.parse_overrides([arg])
+        except Exception as exc:
+            raise UserError(f"cannot parse override '{arg}': {str(exc).splitlines()[0]}") from None
     for ov in overrides:
         group = ov.key_or_group
         if group not in CHECKED_GROUPS or ov.is_delete():
@@ -36,6 +38,20 @@ def check_group_choices(args: list[str]) -> None:
         for v in values:
             if v not in allowed:
                 raise UserError(f"unknown {group} '{v}' (allowed: {', '.join(allowed)})")
+
+
+def check_composes(args: list[str]) -> None:
+    """Compose the config once up front so an unknown or mistyped key is one line, not Hydra's report."""
+    from hydra import compose, initialize_config_dir
+
+    overrides = [a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            compose(config_name="config", overrides=overrides)
+    except Exception as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines[1:] if ln.startswith("Key ")), "")
+        raise UserError(" ".join(filter(None, [lines[0] if lines else type(exc).__name__, detail]))) from None
 
 
 def absolutize_paths(cfg: DictConfig, base: Path) -> None:

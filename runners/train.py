@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.utils import get_original_cwd  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from mlp.cli import absolutize_paths, check_group_choices, fail, write_json_atomic  # noqa: E402
+from mlp.cli import absolutize_paths, check_composes, check_group_choices, fail, write_json_atomic  # noqa: E402
 from mlp.errors import UserError  # noqa: E402
 from mlp.experiment import run_experiment  # noqa: E402
 
@@ -49,6 +49,7 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     try:
         check_group_choices(sys.argv[1:])
+        check_composes(sys.argv[1:])
     except UserError as exc:
         fail(str(exc))
     main()
