@@ -128,11 +128,13 @@ class SweepRunner:
         self.counts["jobs"] += len(jobs)
         self.counts["cached"] += len(jobs) - len(todo)
         self._write_csv()
-        progress.show(force=True)
         try:
             if todo:
                 self._ensure_ray()
+                progress.show(force=True)
                 self._run(todo, progress, returns)
+            else:
+                progress.show(force=True)
         finally:
             progress.close()
         return [returns[job.num] for job in jobs]

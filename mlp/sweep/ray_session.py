@@ -3,26 +3,53 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 from mlp.errors import UserError
 
+GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
 RUNTIME_ENV_EXCLUDES = ["outputs/", "data/", ".git/", ".venv/", "*.egg-info/", "__pycache__/"]
 
 
-def _probe(address: str, timeout_s: float) -> None:
-    """A TCP connect to host:port, so a dead address costs seconds, not Ray's minute of retries."""
+def _probe(address: str, timeout_s: float) -> bool:
+    """Ask host:port for its cluster id over gRPC, so a dead or non-Ray address fails in seconds
+    (ray.init would retry for ~20 s, logging a line per second). True: the cluster wants a token."""
+    import grpc
+
     target = address.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         raise UserError(f"sweep.ray.address={address!r} is not host:port, 'auto' or 'local'")
+    channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
+    call = channel.unary_unary(GCS_PROBE, request_serializer=lambda b: b, response_deserializer=lambda b: b)
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from None
+        call(b"", timeout=timeout_s)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            return True
+        detail = (exc.details() or "").splitlines()[0][:120] if exc.details() else ""
+        raise UserError(f"cannot reach a Ray cluster at {address} ({exc.code().name}: {detail})") from None
+    finally:
+        channel.close()
+    return False
+
+
+def _use_token_auth(address: str) -> None:
+    """The cluster wants a token (Ray's default for clusters it starts). ray.init only picks the
+    token up by itself for address=auto, so switch token mode on when one is available here."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+        from ray._raylet import AuthenticationTokenLoader
+    except ImportError:  # a Ray without token auth
+        return
+    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        raise UserError(f"the Ray cluster at {address} requires token authentication and no token was found "
+                        f"(copy the head's `ray get-auth-token` into ~/.ray/auth_token or RAY_AUTH_TOKEN)")
+    _enable_token_auth()
 
 
 def connect(ray_cfg) -> dict:
@@ -49,8 +76,9 @@ def connect(ray_cfg) -> dict:
                 kwargs["num_cpus"] = int(ray_cfg.num_cpus)
             ray.init(address="local", **kwargs, **common)
         else:
-            if address != "auto":
-                _probe(address, float(ray_cfg.connect_timeout_s))
+            if address != "auto" and not address.startswith("ray://"):
+                if _probe(address, float(ray_cfg.connect_timeout_s)):
+                    _use_token_auth(address)
             runtime_env = None
             if ray_cfg.working_dir:
                 runtime_env = {"working_dir": str(Path(str(ray_cfg.working_dir)).resolve()),
