@@ -148,3 +148,4 @@ def test_offline_download_fails_with_one_line(cfg_factory, tmp_path):
         load_raw(cfg.data)
     msg = str(err.value)
     assert "download" in msg and str(tmp_path / "dl") in msg and "\n" not in msg
+    assert not (tmp_path / "dl").exists()  # no empty folder left behind

@@ -82,6 +82,7 @@ def md5_of(path: Path) -> str:
 
 def download(url: str, md5: str, dest_dir: Path, timeout_s: float) -> Path:
     """Fetch the official archive into dest_dir, verify its md5, return its path."""
+    created = not dest_dir.exists()
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / ARCHIVE_NAME
     with tempfile.NamedTemporaryFile(dir=dest_dir, suffix=".part", delete=False) as tmp:
@@ -90,6 +91,8 @@ def download(url: str, md5: str, dest_dir: Path, timeout_s: float) -> Path:
                 shutil.copyfileobj(resp, tmp)
         except Exception as exc:
             Path(tmp.name).unlink(missing_ok=True)
+            if created:
+                dest_dir.rmdir()  # leave the disk as it was
             raise UserError(
                 f"CIFAR-10 not found at {dest_dir} and download from {url} failed ({exc}); "
                 f"put {ARCHIVE_NAME} or {BATCH_FOLDER}/ there, or set data.root"
