@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from mlp.data import build_dataset, load_raw
 from mlp.errors import UserError
+from mlp.evaluate import evaluate
 from mlp.gradcheck import check_case
 from mlp.model import init_params
 from mlp.train import train
@@ -54,8 +55,6 @@ def run_experiment(cfg: DictConfig) -> dict:
 
 
 def _train(cfg: DictConfig, ds) -> dict:
-    from mlp.evaluate import evaluate
-
     dtype = np.dtype(cfg.dtype)
     lam = float(cfg["lambda"])
     rng = np.random.default_rng([cfg.seed, 0])  # initialisation stream
