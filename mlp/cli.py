@@ -63,17 +63,22 @@ def absolutize_paths(cfg: DictConfig, base: Path) -> None:
                 cfg.data[key] = str(p if p.is_absolute() else (base / p).resolve())
 
 
-def write_json_atomic(path: Path, obj) -> None:
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a whole file or nothing: temp file in the same folder, then rename over the target."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=1))
 
 
 def fail(message: str, code: int = 2) -> None:
