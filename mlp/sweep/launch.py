@@ -192,7 +192,9 @@ class SweepRunner:
         if status == "failed":
             result["status"] = "failed"
             write_json_atomic(job_dir / "failed.json", result)
-            self.failures.append({"job": job.num, "overrides": job.overrides, "error": result.get("error", "")})
+            what = [f"{k}={v}" for k, v in job.swept.items()] or job.overrides
+            self.failures.append({"job": job.num, "swept": what, "overrides": job.overrides,
+                                  "error": result.get("error", "")})
         else:
             result["status"] = status
             if status == "ok":
@@ -234,7 +236,7 @@ class SweepRunner:
         if self.failures:
             print(f"error: {len(self.failures)} job(s) failed:", file=sys.stderr)
             for f in self.failures:
-                print(f"  job {f['job']} ({' '.join(f['overrides'])}): {f['error']}", file=sys.stderr)
+                print(f"  job {f['job']} ({' '.join(f['swept'])}): {f['error']}", file=sys.stderr)
             return 1
         return 0
 

@@ -1,0 +1,142 @@
+"""Helpers of the sweep tests: run runners/sweep.py as a user would, and real Ray nodes on loopback.
+
+Nodes are `ray start --block` processes in their own process group, stopped by that group
+only (never `ray stop`, which would stop every Ray instance on the machine).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RAY = str(Path(sys.executable).parent / "ray")
+# Small synthetic jobs: 1,000 training images, a couple of seconds each at most.
+SMALL = ["data=synthetic", "data.n_train=1000", "data.n_test=200", "data.batch_size=200",
+         "train.n_s=20", "train.record_points_per_cycle=2"]
+
+
+def venv_env(**extra) -> dict:
+    """The environment of an activated venv: `python` and `ray` are this interpreter's."""
+    env = dict(os.environ, **extra)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_sweep(tmp: Path, *args: str, timeout: float = 240, env_extra: dict | None = None,
+              sweep_dir: str = "sw") -> subprocess.CompletedProcess:
+    """python runners/sweep.py ARGS with the sweep dir and the result store inside tmp."""
+    cmd = [sys.executable, str(ROOT / "runners" / "sweep.py"), *args,
+           f"hydra.sweep.dir={tmp / sweep_dir}", f"sweep.store={tmp / 'store'}"]
+    return subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout,
+                          env=venv_env(**(env_extra or {})))
+
+
+def rows(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def summary(sweep_dir: Path) -> dict:
+    return json.loads((sweep_dir / "sweep.json").read_text())
+
+
+def results(sweep_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/result.json"))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayNode:
+    """One `ray start` node (head, or a worker joining head_address) on 127.0.0.1."""
+
+    def __init__(self, log: Path, num_cpus: int, head_address: str | None = None,
+                 dashboard_port: int | None = None):
+        self.port = free_port() if head_address is None else None
+        cmd = [RAY, "start", "--block", "--disable-usage-stats", f"--num-cpus={num_cpus}",
+               "--node-ip-address=127.0.0.1"]
+        if head_address is None:
+            cmd += ["--head", f"--port={self.port}"]
+            cmd += ([f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1"] if dashboard_port
+                    else ["--include-dashboard=false"])
+        else:
+            cmd += [f"--address={head_address}"]
+        self.log = log
+        self.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                     start_new_session=True, env=venv_env())
+        self.address = f"127.0.0.1:{self.port}" if self.port else head_address
+
+    def wait_started(self, timeout: float = 90) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if "Ray runtime started" in self.log.read_text():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start exited: {self.log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        raise TimeoutError(f"ray start did not come up: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def wait_for_nodes(address: str, n: int, timeout: float = 60) -> None:
+    """Block until the cluster reports n alive nodes (checked from a throwaway driver)."""
+    code = ("import ray,sys,time\n"
+            "from mlp.sweep.ray_session import _probe, _use_token_auth\n"
+            f"addr={address!r}\n"
+            "_probe(addr, 5) and _use_token_auth(addr)\n"
+            "ray.init(address=addr, logging_level='ERROR', log_to_driver=False)\n"
+            f"t=time.time()\n"
+            f"while len([x for x in ray.nodes() if x['Alive']]) < {n} and time.time()-t < {timeout}: time.sleep(0.3)\n"
+            f"sys.exit(0 if len([x for x in ray.nodes() if x['Alive']]) >= {n} else 1)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout + 30, env=venv_env(),
+                   cwd=ROOT, capture_output=True)
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def task_pids(ancestor: int, name: str = "ray::mlp_sweep_job") -> list[int]:
+    """Workers running a sweep job (Ray titles them ray::<task>) under the given process only,
+    so a test never touches another Ray instance on the machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if not cmd.startswith(name):
+            continue
+        pid, chain = int(entry.name), int(entry.name)
+        for _ in range(4):
+            chain = _ppid(chain)
+            if chain == ancestor:
+                pids.append(pid)
+                break
+    return pids

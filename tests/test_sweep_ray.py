@@ -1,0 +1,143 @@
+"""Sweeps against one real Ray instance (a `ray start --head` with 2 CPUs on 127.0.0.1):
+every row of a grid × seeds sweep, resume, a failing job, a killed worker, the λ search."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from sweep_support import SMALL, RayNode, results, rows, run_sweep, summary, task_pids
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    node = RayNode(tmp_path_factory.mktemp("ray") / "head.log", num_cpus=2)
+    try:
+        node.wait_started()
+        yield node
+    finally:
+        node.stop()
+
+
+def cluster(node) -> list[str]:
+    return ["launcher=ray_cluster", f"sweep.ray.address={node.address}"]
+
+
+def test_grid_times_seeds_gives_every_row(head, tmp_path):
+    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=0,1e-3,1e-1", "seed=range(0,2)",
+                     *cluster(head))
+    assert proc.returncode == 0, proc.stderr
+    table = rows(tmp_path / "sw")
+    assert sorted((float(r["lambda"]), int(r["seed"])) for r in table) == \
+        sorted((lam, s) for lam in (0.0, 1e-3, 1e-1) for s in (0, 1))
+    assert {r["status"] for r in table} == {"ok"}
+    assert all(0.0 <= float(r["val_acc"]) <= 1.0 and float(r["train_s"]) > 0 for r in table)
+    saved = results(tmp_path / "sw")
+    assert len(saved) == 6 and len({r["config_hash"] for r in saved}) == 6
+    # every command-line override reached every job, and BLAS threads = the task's CPUs
+    assert all(r["config"]["train"]["n_s"] == 20 and r["config"]["train"]["blas_threads"] == 1 for r in saved)
+    assert all(r["synthetic"] and r["status"] == "ok" for r in saved)
+
+
+def test_resume_trains_only_missing_jobs(head, tmp_path):
+    first = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=1e-3,1e-2", "seed=0", *cluster(head))
+    assert first.returncode == 0, first.stderr
+    before = {r["config_hash"]: r["task_id"] for r in results(tmp_path / "sw")}
+    # the same grid plus one seed, in a fresh directory (as with Hydra's timestamped default)
+    second = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=1e-3,1e-2", "seed=0,1",
+                       *cluster(head), sweep_dir="sw2")
+    assert second.returncode == 0, second.stderr
+    s = summary(tmp_path / "sw2")
+    assert (s["ran"], s["cached"], s["jobs"]) == (2, 2, 4)
+    after = {r["config_hash"]: r for r in results(tmp_path / "sw2")}
+    for key, task_id in before.items():
+        assert after[key]["task_id"] == task_id and after[key]["status"] == "cached"
+    assert sorted(r["status"] for r in rows(tmp_path / "sw2")) == ["cached", "cached", "ok", "ok"]
+    # the same command in the same directory trains nothing; sweep.force=true trains all
+    again = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=1e-3,1e-2", "seed=0,1",
+                      *cluster(head), sweep_dir="sw2")
+    assert again.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 0
+    forced = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=1e-3,1e-2", "seed=0,1",
+                       "sweep.force=true", *cluster(head), sweep_dir="sw2")
+    assert forced.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 4
+    assert all(r["task_id"] != before.get(r["config_hash"]) for r in results(tmp_path / "sw2"))
+
+
+def test_failing_job_is_reported_and_the_rest_finish(head, tmp_path):
+    # a batch larger than the training set only shows once the task has loaded the data
+    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "train.batch_size=50,5000", "seed=0,1",
+                     *cluster(head))
+    assert proc.returncode == 1
+    table = rows(tmp_path / "sw")
+    failed = [r for r in table if r["status"] == "failed"]
+    assert len(table) == 4 and len(failed) == 2
+    assert all(r["train.batch_size"] == "5000" and "batch_size=5000" in r["error"] for r in failed)
+    assert all(r["status"] == "ok" for r in table if r["train.batch_size"] == "50")
+    assert "2 job(s) failed" in proc.stderr and "train.batch_size=5000" in proc.stderr
+    assert len(list((tmp_path / "sw").glob("*/failed.json"))) == 2
+    # failed jobs are not stored: a re-run tries them again
+    again = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "train.batch_size=50,5000", "seed=0,1",
+                      *cluster(head))
+    assert again.returncode == 1 and summary(tmp_path / "sw")["ran"] == 2
+
+
+def test_killed_worker_is_retried_and_the_sweep_completes(head, tmp_path):
+    killed = []
+
+    def kill_one():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            pids = task_pids(head.proc.pid)
+            if pids:
+                time.sleep(1.0)  # mid-run
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL[:-2], "train.n_s=400", "seed=0,1",
+                     *cluster(head))
+    killer.join()
+    assert killed, "no running job found to kill"
+    assert proc.returncode == 0, proc.stderr
+    saved = results(tmp_path / "sw")
+    assert len(saved) == 2 and all(r["status"] == "ok" for r in saved)
+    assert killed[0] not in {r["pid"] for r in saved}  # the killed job was rerun in another worker
+
+
+def test_lambda_search_runs_both_stages(head, tmp_path):
+    proc = run_sweep(tmp_path, "experiment=lambda_search", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2,1]",
+                     "search.fine.n=2", "seed=0,1", *cluster(head))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads((tmp_path / "sw" / "lambda_search.json").read_text())
+    assert out["coarse_best_lambda"] in (1e-4, 1e-2, 1.0)
+    low, high = out["fine_interval"]
+    assert low == pytest.approx(out["coarse_best_lambda"] * 0.1) and high == pytest.approx(out["coarse_best_lambda"] * 3)
+    assert low <= out["chosen_lambda"] <= high and out["chosen_lambda"] in [r["lambda"] for r in out["fine"]]
+    best_fine = max(r["val_acc_mean"] for r in out["fine"])
+    assert out["fine_best_val_acc"] == best_fine
+    assert f"chosen λ = {out['chosen_lambda']:.6g}" in proc.stdout
+    table = rows(tmp_path / "sw")
+    assert [r["stage"] for r in table] == ["coarse"] * 6 + ["fine"] * 4
+    assert {r["experiment"] for r in table} == {"lambda_coarse", "lambda_fine"}
+    assert all(r["config"]["data"]["n_train"] == 1000 and r["config"]["train"]["n_s"] == 20
+               for r in results(tmp_path / "sw"))
+    # the search resumes like any sweep
+    again = run_sweep(tmp_path, "experiment=lambda_search", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2,1]",
+                      "search.fine.n=2", "seed=0,1", *cluster(head), sweep_dir="sw2")
+    assert again.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 0
+    assert json.loads((tmp_path / "sw2" / "lambda_search.json").read_text())["chosen_lambda"] == out["chosen_lambda"]
+
+
+def test_unreachable_cluster_address_is_one_line(tmp_path):
+    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "launcher=ray_cluster",
+                     "sweep.ray.address=127.0.0.1:1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "cannot reach a Ray cluster at 127.0.0.1:1" in proc.stderr
+    assert not (tmp_path / "sw" / "results.csv").exists()
