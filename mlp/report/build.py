@@ -222,6 +222,7 @@ class _Builder:
                 "(it only reads results; it never trains). "
                 f"{len(g.runs)} results used, {g.duplicates} duplicates ignored, {len(g.problems)} files skipped.\n",
                 M.synthetic_note() if synthetic_any else "",
+                *[M.reproduction_line(r) for r in g.reproductions],
                 "## Summary\n", self.summary_table()]
         tail = ["## Skipped result files\n", M.problems_section(g.problems)]
         self.report.markdown = "\n".join(p for p in head + body + tail if p).rstrip("\n") + "\n"

@@ -17,6 +17,7 @@ from mlp.experiment import RESULT_VERSION
 
 RESULT_NAME = "result.json"
 SEARCH_NAME = "lambda_search.json"
+REPRODUCE_NAME = "reproduce.json"
 REQUIRED = ("experiment", "seed", "lambda", "data_source", "synthetic", "config")
 REQUIRED_TRAIN = ("history", "train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss")
 OK_STATUS = ("ok", "done", "success", "succeeded", "completed", "cached")
@@ -35,6 +36,7 @@ class Gathered:
     results: dict[str, dict]                # path → the result dict (for histories, gradcheck tables)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, why it was skipped)
     searches: list[dict] = field(default_factory=list)             # lambda_search.json files, "_path" added
+    reproductions: list[dict] = field(default_factory=list)        # reproduce.json files, "_path" added
     duplicates: int = 0
 
 
@@ -156,8 +158,13 @@ def gather(roots: list[Path], exclude: list[Path] = (), base: Path | None = None
             problems.append((shown, err))
             continue
         searches.append({**obj, "_path": shown})
+    reproductions = []
+    for path in _files(roots, REPRODUCE_NAME, list(exclude)):
+        obj, err = _load(path)
+        if err is None and isinstance(obj, dict) and isinstance(obj.get("invocations"), list):
+            reproductions.append({**obj, "_path": _display(path, base)})
     return Gathered(runs=runs, results=results, problems=problems, searches=searches,
-                    duplicates=before - len(runs))
+                    reproductions=reproductions, duplicates=before - len(runs))
 
 
 def _finite(x) -> bool:

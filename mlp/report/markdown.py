@@ -43,6 +43,16 @@ def table_links(name: str) -> str:
     return f"([CSV](tables/{name}.csv), [Markdown](tables/{name}.md))\n"
 
 
+def reproduction_line(r: dict) -> str:
+    """How long the runs took, per reproduce.py invocation (a resumed one only does what was missing)."""
+    lines = [f"Runs made by `runners/reproduce.py` (profile {r.get('profile')}; `{r['_path']}`):\n"]
+    for i, inv in enumerate(r["invocations"][-5:]):
+        steps = ", ".join(f"{k} {v:.0f} s" for k, v in inv.get("steps_s", {}).items())
+        cmd = " ".join(["python runners/reproduce.py", *inv.get("argv", [])])
+        lines.append(f"- `{cmd}`: **{inv.get('runs_s', float('nan')) / 60:.1f} min** of runs ({steps})")
+    return "\n".join(lines) + "\n"
+
+
 def problems_section(problems: list[tuple[str, str]]) -> str:
     if not problems:
         return "No result file was skipped.\n"
