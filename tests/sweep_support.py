@@ -73,7 +73,8 @@ class RayNode:
             cmd += [f"--address={head_address}"]
         self.log = log
         self.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=venv_env())
+                                     start_new_session=True,
+                                     env=venv_env(RAY_AUTH_MODE="token"))  # Ray's default; a joining node must say so
         self.address = f"127.0.0.1:{self.port}" if self.port else head_address
 
     def wait_started(self, timeout: float = 90) -> None:

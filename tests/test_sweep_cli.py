@@ -1,0 +1,90 @@
+"""Bad sweep input stops with one line before any job starts (no Ray needed), and the
+pieces resume and the λ search rest on: the config hash, the store, the fine-stage draw."""
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from sweep_support import SMALL, run_sweep
+
+from mlp.errors import UserError
+from mlp.sweep.progress import Progress
+from mlp.sweep.search import check_search, fine_lambdas
+from mlp.sweep.store import ResultStore, config_hash
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-m", "experiment=cyclic_1cycle", "trian.epochs=3"], "unknown key 'trian.epochs'"),
+    (["-m", "experiment=cyclic_1cycle", "lambda=0.1", "train.n_x=1,2"], "unknown key 'train.n_x'"),
+    (["-m", "experiment=lambda_coarse", "lambda=1e-5,1e-3,-1e-2"], "lambda=-0.01 must be a number ≥ 0"),
+    (["-m", "experiment=cyclic_1cycle,nope"], "unknown experiment 'nope'"),
+    (["-m", "launcher=nowhere"], "unknown launcher 'nowhere'"),
+    (["experiment=lambda_search", "search.coarse.grid=[1e-3,-1]"], "search.coarse.grid has lambda=-1"),
+    (["experiment=lambda_search", "data.n_train=500,600"], "data.n_train cannot be swept"),
+    (["-m", "experiment=cyclic_1cycle", "sweep.ray.address=http://127.0.0.1:8265"], "dashboard/job-submission URL"),
+])
+def test_bad_input_is_one_line_before_any_job(tmp_path, args, message):
+    proc = run_sweep(tmp_path, *args, *SMALL)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not (tmp_path / "sw" / "results.csv").exists() and not (tmp_path / "store").exists()
+
+
+def _cfg(**over):
+    cfg = {"name": "x", "seed": 0, "lambda": 0.01, "train": {"n_s": 10, "blas_threads": 1},
+           "data": {"name": "synthetic", "cache_dir": "/a"}, "sweep": {"force": False}}
+    for k, v in over.items():
+        node = cfg
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return cfg
+
+
+def test_config_hash_keys_what_a_job_computes():
+    base = config_hash(_cfg())
+    assert config_hash(_cfg(**{"train.blas_threads": 2, "data.cache_dir": "/b", "sweep.force": True})) == base
+    assert config_hash(_cfg(**{"lambda": 0.02})) != base
+    assert config_hash(_cfg(**{"train.n_s": 11})) != base
+    assert config_hash(_cfg(**{"lambda": 1})) == config_hash(_cfg(**{"lambda": 1.0}))
+
+
+def test_store_round_trip_and_ignores_mismatched_entries(tmp_path):
+    store = ResultStore(tmp_path)
+    assert store.get("abc") is None
+    store.put("abc", {"config_hash": "abc", "val_acc": 0.5})
+    assert store.get("abc")["val_acc"] == 0.5
+    (tmp_path / "def.json").write_text('{"config_hash": "other"}')
+    assert store.get("def") is None
+    (tmp_path / "bad.json").write_text("{half")
+    assert store.get("bad") is None
+
+
+def test_fine_lambdas_are_seeded_and_inside_the_interval():
+    fine = OmegaConf.create({"n": 5, "low_factor": 0.1, "high_factor": 3.0, "sampling_seed": 0})
+    values, low, high = fine_lambdas(0.01, fine)
+    assert (low, high) == pytest.approx((1e-3, 3e-2))
+    assert len(values) == 5 and all(low <= v <= high for v in values) and values == sorted(values)
+    assert fine_lambdas(0.01, fine)[0] == values
+    assert fine_lambdas(0.01, OmegaConf.merge(fine, {"sampling_seed": 1}))[0] != values
+    with pytest.raises(UserError):
+        fine_lambdas(0.0, fine)
+
+
+def test_search_settings_are_checked():
+    ok = {"coarse": {"grid": [1e-3, 1e-2]}, "fine": {"n": 2, "low_factor": 0.1, "high_factor": 3.0},
+          "metric": "val_acc"}
+    check_search(OmegaConf.create(ok))
+    for bad in ({"coarse": {"grid": []}}, {"fine": {"n": 0}}, {"fine": {"low_factor": 4.0}}, {"metric": "loss"}):
+        with pytest.raises(UserError):
+            check_search(OmegaConf.merge(OmegaConf.create(ok), bad))
+
+
+def test_progress_line_counts_and_eta(tmp_path):
+    with open(tmp_path / "p.txt", "w") as f:
+        p = Progress(4, stream=f)
+        p.done, p.cached, p.failed, p.running = 2, 1, 1, 1
+        line = p.line()
+    assert "3/4 finished" in line and "1 failed" in line and "1 cached" in line and "ETA" in line
