@@ -1,0 +1,121 @@
+"""Measure the sweep figures of issue 3 side by side (run under `flock /tmp/cpu.lock`).
+
+  python runners/measure_sweep.py fanout [--data cifar10_jpeg]   # 6 lambda_coarse jobs: Ray sweep vs Hydra's basic launcher
+  python runners/measure_sweep.py memory [--data cifar10_jpeg]   # peak PSS of a 2-task sweep of final-sized jobs
+
+Prints the figures and writes them as JSON under outputs/sweeps/_measure/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = "1e-5,1e-4,1e-3,1e-2,1e-1,1"
+
+
+def run(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def fanout(args, out: Path) -> dict:
+    cores = os.cpu_count()
+    sweep_dir, basic_dir = out / "fanout_ray", out / "fanout_basic"
+    ray_wall = run([sys.executable, "runners/sweep.py", "-m", "experiment=lambda_coarse", f"data={args.data}",
+                    f"lambda={GRID}", "seed=0", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={out / 'store'}",
+                    "sweep.force=true", "sweep.progress=false"])
+    basic_wall = run([sys.executable, "runners/train.py", "-m", "experiment=lambda_coarse", f"data={args.data}",
+                      f"lambda={GRID}", "seed=0", f"hydra.sweep.dir={basic_dir}"])
+    summary = json.loads((sweep_dir / "sweep.json").read_text())
+    res = [json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")]
+    basic = [json.loads(p.read_text()) for p in basic_dir.glob("*/result.json")]
+    train_sum = sum(r["train_s"] for r in res)
+    start = summary["ray_start_s"]
+    return {
+        "cores": cores, "jobs": len(res),
+        "ray_sweep_wall_s": ray_wall, "basic_sequential_wall_s": basic_wall,
+        "wall_ratio_ray_over_basic": ray_wall / basic_wall,
+        "ray_start_s": start, "startup_to_first_job_s": summary["startup_to_first_job_s"],
+        "sum_train_s": train_sum,
+        "efficiency": train_sum / (cores * (ray_wall - start)),
+        "efficiency_to_last_result": train_sum / (cores * (summary["finished_at"] - summary["started_at"] - start)),
+        "per_job_wall_minus_train_s_median": statistics.median(r["task_wall_s"] - r["train_s"] for r in res),
+        "per_job_task_minus_experiment_s_median": statistics.median(r["task_wall_s"] - r["wall_s"] for r in res),
+        "per_job_wall_minus_train_s": sorted(round(r["task_wall_s"] - r["train_s"], 3) for r in res),
+        "ray_train_s_per_job": sorted(round(r["train_s"], 2) for r in res),
+        "basic_train_s_per_job": sorted(round(r["train_s"], 2) for r in basic),
+        "val_acc_by_lambda": {r["lambda"]: r["val_acc"] for r in sorted(res, key=lambda r: r["lambda"])},
+    }
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    todo, seen = [root], []
+    while todo:
+        pid = todo.pop()
+        seen.append(pid)
+        todo.extend(children.get(pid, []))
+    return seen
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def memory(args, out: Path) -> dict:
+    """Peak of the summed PSS (shared pages split between their users) of the driver's whole
+    process tree: driver, Ray's GCS/raylet/agents and the workers."""
+    sweep_dir = out / "memory_final"
+    cmd = [sys.executable, "runners/sweep.py", "-m", "experiment=final", f"data={args.data}", "seed=0,1",
+           f"train.cycles={args.cycles}", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={out / 'store'}",
+           "sweep.force=true", "sweep.progress=false", "sweep.ray.num_cpus=2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    peak, peak_n = 0, 0
+    while proc.poll() is None:
+        pids = _tree(proc.pid)
+        total = sum(_pss_kib(p) for p in pids)
+        if total > peak:
+            peak, peak_n = total, len(pids)
+        time.sleep(0.25)
+    res = [json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")]
+    return {"jobs": len(res), "n_train": res[0]["n_train"] if res else None, "cycles": args.cycles,
+            "peak_pss_gib": peak / 1024 ** 2, "processes_at_peak": peak_n, "exit_code": proc.returncode}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["fanout", "memory"])
+    ap.add_argument("--data", default="cifar10_jpeg")
+    ap.add_argument("--cycles", type=int, default=3, help="memory: cycles of the final jobs (size is what matters)")
+    args = ap.parse_args()
+    out = ROOT / "outputs" / "sweeps" / "_measure"
+    figures = fanout(args, out) if args.what == "fanout" else memory(args, out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.what}.json").write_text(json.dumps(figures, indent=1))
+    print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
