@@ -10,19 +10,20 @@ import platform
 import time
 import traceback
 
+from omegaconf import OmegaConf
+
+from mlp.experiment import run_experiment  # imported when Ray loads this function, once per worker
+
 
 def mlp_sweep_job(cfg: dict) -> dict:
     """Run one job from its resolved config; the name shows in the worker's process title."""
     started_at, t0 = time.time(), time.perf_counter()
-    from omegaconf import OmegaConf
-
-    from mlp.experiment import run_experiment
-
     try:
         result = run_experiment(OmegaConf.create(cfg))
         result["status"] = "ok"
     except Exception as exc:  # recorded, not raised: the other jobs go on
-        result = {"status": "failed", "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+        first = (str(exc).strip().splitlines() or [""])[0]
+        result = {"status": "failed", "error": f"{type(exc).__name__}: {first}",
                   "traceback": traceback.format_exc(), "config": cfg,
                   "experiment": cfg.get("name"), "seed": cfg.get("seed"), "lambda": cfg.get("lambda")}
     result.update(_where())
