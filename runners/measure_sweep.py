@@ -19,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = "1e-5,1e-4,1e-3,1e-2,1e-1,1"
+# runners/train.py's @hydra.main under Hydra's basic launcher, i.e. `python runners/train.py -m ...`
+# (called through its main() because train.py's pre-check composes in run mode and refuses -m lists).
+TRAIN_MULTIRUN = [sys.executable, "-c", "import sys; sys.path.insert(0, 'runners'); import train; train.main()"]
 
 
 def run(cmd: list[str]) -> float:
@@ -33,7 +36,7 @@ def fanout(args, out: Path) -> dict:
     ray_wall = run([sys.executable, "runners/sweep.py", "-m", "experiment=lambda_coarse", f"data={args.data}",
                     f"lambda={GRID}", "seed=0", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={out / 'store'}",
                     "sweep.force=true", "sweep.progress=false"])
-    basic_wall = run([sys.executable, "runners/train.py", "-m", "experiment=lambda_coarse", f"data={args.data}",
+    basic_wall = run([*TRAIN_MULTIRUN, "-m", "experiment=lambda_coarse", f"data={args.data}",
                       f"lambda={GRID}", "seed=0", f"hydra.sweep.dir={basic_dir}"])
     summary = json.loads((sweep_dir / "sweep.json").read_text())
     res = [json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")]

@@ -50,6 +50,11 @@ def split_overrides(overrides) -> tuple[list[str], list[int] | None]:
     return base, seeds
 
 
+def stage_overrides(stage) -> list[str]:
+    """A stage's own settings (e.g. train.cycles=2); command-line overrides come after and win."""
+    return [str(ov) for ov in (stage.get("overrides") or [])]
+
+
 def stage_jobs(base: list[str], experiment: str, lambdas: list[float], seeds: list[int]) -> list[list[str]]:
     return [base + [f"experiment={experiment}", f"lambda={float(lam)!r}", f"seed={seed}"]
             for lam in lambdas for seed in seeds]
@@ -98,11 +103,12 @@ def run_search(config, overrides, launch) -> dict:
         raise UserError("search.seeds is empty (give at least one seed)")
     metric = str(search.metric)
     grid = [float(v) for v in search.coarse.grid]
-    coarse_jobs = stage_jobs(base, search.coarse.experiment, grid, seeds)
+    coarse_jobs = stage_jobs(stage_overrides(search.coarse) + base, search.coarse.experiment, grid, seeds)
     coarse = summarise(grid, launch(coarse_jobs, 0, "coarse"), seeds, metric)
     top = best(coarse, metric)
     lambdas, low, high = fine_lambdas(top["lambda"], search.fine)
-    fine_returns = launch(stage_jobs(base, search.fine.experiment, lambdas, seeds), len(coarse_jobs), "fine")
+    fine_jobs = stage_jobs(stage_overrides(search.fine) + base, search.fine.experiment, lambdas, seeds)
+    fine_returns = launch(fine_jobs, len(coarse_jobs), "fine")
     fine = summarise(lambdas, fine_returns, seeds, metric)
     chosen = best(fine, metric)
     return {"chosen_lambda": chosen["lambda"], "coarse_best_lambda": top["lambda"],
