@@ -176,6 +176,11 @@ class _Builder:
                  + f"Best mean validation accuracy, ours: **{_pct(top['val_acc_mean'])}** at λ = {top['lambda']:.4g} "
                  + f"(n = {int(top['n'])}); the study's: λ ≈ {self.cfg.study['lambda'].best} with "
                  + f"~{_pct(self.cfg.study['lambda'].val_acc)} validation accuracy.\n")
+        if not np.isnan(top["val_acc_std"]):
+            close = best[best["val_acc_mean"] >= top["val_acc_mean"] - top["val_acc_std"]]
+            text += (f"\n{len(close)} of the {len(best)} λ values tried lie within one standard deviation over seeds "
+                     f"({_pct(top['val_acc_std'])}) of that best mean (λ from {close['lambda'].min():.3g} "
+                     f"to {close['lambda'].max():.3g}): at n = {int(top['n'])} seeds the search cannot tell them apart.\n")
         return text
 
     def others(self) -> str:

@@ -1,0 +1,100 @@
+"""`reproduce.py --quick` end to end on small synthetic data: every step through the sweep
+machinery, then the report; a re-run after losing some results only redoes those."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlp.errors import UserError
+from mlp.report.pipeline import make_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ["data=synthetic", "data.n_train=4000", "data.batch_size=800", "data.n_test=500", "sweep.progress=false"]
+TABLES = {"gradcheck", "overfit", "cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final"}
+FIGURES = {"lr_schedule", "overfit", "cyclic_1cycle", "cyclic_3cycles", "final", "lambda_search"}
+
+
+def reproduce(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MLP_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([sys.executable, str(ROOT / "runners" / "reproduce.py"), *args], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_reproduce_quick_end_to_end_and_resume(tmp_path):
+    args = ["--quick", *DATA, "--runs-dir", "runs", "--report-dir", "report"]
+    proc = reproduce(tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    assert proc.stdout.strip().splitlines()[-1] == str(report / "REPORT.md")
+
+    assert {p.stem for p in (report / "tables").glob("*.csv")} == TABLES
+    assert {p.stem for p in (report / "figures").glob("*.png")} == FIGURES
+    md = (report / "REPORT.md").read_text()
+    assert "SYNTHETIC DATA" in md and "No results" not in md and "profile quick" in md
+
+    chosen = json.loads((runs / "lambda_search" / "lambda_search.json").read_text())["chosen_lambda"]
+    final = pd.read_csv(report / "tables" / "final.csv")
+    assert list(final["lambda"]) == [pytest.approx(chosen, rel=1e-12)] and list(final["n"]) == [2]
+    fine = pd.read_csv(report / "tables" / "lambda_fine.csv")
+    assert list(fine.loc[fine["chosen"], "lambda"]) == [pytest.approx(chosen, rel=1e-12)]
+    coarse = pd.read_csv(report / "tables" / "lambda_coarse.csv")
+    assert list(coarse["lambda"]) == [0.0001, 0.01, 1.0] and set(coarse["n"]) == {2}
+    for name in ("checks", "lambda_search", "final"):
+        assert (runs / name / "results.csv").is_file()
+
+    # "Interrupted": one final job's result is gone (sweep folder and store); the re-run redoes only it.
+    lost = json.loads((runs / "final" / "1" / "result.json").read_text())
+    (runs / "final" / "1" / "result.json").unlink()
+    (runs / "store" / f"{lost['config_hash']}.json").unlink()
+    before = pd.read_csv(report / "tables" / "final.csv")
+    proc = reproduce(tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4 jobs: 0 ran, 4 cached" in proc.stdout
+    assert "10 jobs: 0 ran, 10 cached" in proc.stdout
+    assert "2 jobs: 1 ran, 1 cached" in proc.stdout
+    after = pd.read_csv(report / "tables" / "final.csv")
+    numbers = [c for c in before.columns if not c.startswith("train_s")]  # all but the timings
+    pd.testing.assert_frame_equal(after[numbers], before[numbers])  # same config and seed, same numbers
+    invocations = json.loads((runs / "reproduce.json").read_text())["invocations"]
+    assert len(invocations) == 2
+
+
+def test_reproduce_rejects_bad_arguments_in_one_line(tmp_path):
+    for args, needle in ((["profile=huge"], "unknown profile 'huge'"),
+                         (["lambda=0.1"], "lambda= is set by reproduce.py"),
+                         (["--fast"], "unknown option --fast")):
+        proc = reproduce(tmp_path, *args)
+        assert proc.returncode == 2, args
+        assert proc.stderr.strip().count("\n") == 0 and needle in proc.stderr, proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_failing_step_stops_with_its_exit_code(tmp_path):
+    proc = reproduce(tmp_path, "--quick", "data=nosuch", "--runs-dir", "runs")
+    assert proc.returncode == 2
+    assert "unknown data 'nosuch'" in proc.stderr
+    assert "error: step 'checks' failed (exit 2)" in proc.stderr
+    assert not (tmp_path / "runs" / "report").exists()
+
+
+def test_plan_passes_data_and_cluster_overrides_to_every_sweep(tmp_path):
+    plan = make_plan(["data=cifar10_jpeg", "launcher=ray_cluster"], tmp_path)
+    assert plan.runs_dir == tmp_path / "outputs/sweeps/reproduce/full_cifar10_jpeg"
+    assert plan.report_dir == tmp_path / "outputs/report"
+    for args in (plan.checks, plan.search, plan.final(0.0123)):
+        assert "data=cifar10_jpeg" in args and "launcher=ray_cluster" in args
+        assert f"sweep.store={plan.runs_dir / 'store'}" in args
+    assert "seed=0,1,2" in plan.search and "seed=0,1,2" in plan.final(0.1)
+    assert plan.final(0.0123)[-1] == "lambda=0.0123"
+    assert "experiment=gradcheck,overfit,cyclic_1cycle,cyclic_3cycles" in plan.checks
+    quick = make_plan(["--quick"], tmp_path)
+    assert quick.report_dir == quick.runs_dir / "report"
+    with pytest.raises(UserError):
+        make_plan(["seed=3"], tmp_path)
