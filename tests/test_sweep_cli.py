@@ -22,6 +22,7 @@ from mlp.sweep.store import ResultStore, config_hash
     (["experiment=lambda_search", "search.coarse.grid=[1e-3,-1]"], "search.coarse.grid has lambda=-1"),
     (["experiment=lambda_search", "data.n_train=500,600"], "data.n_train cannot be swept"),
     (["-m", "experiment=cyclic_1cycle", "sweep.ray.address=http://127.0.0.1:8265"], "dashboard/job-submission URL"),
+    (["-m", "experiment=cyclic_1cycle", "sweep.cpus_per_job=0"], "sweep.cpus_per_job=0 must be a whole number"),
 ])
 def test_bad_input_is_one_line_before_any_job(tmp_path, args, message):
     proc = run_sweep(tmp_path, *args, *SMALL)

@@ -55,12 +55,21 @@ def compose_error(exc: Exception) -> str:
     return first
 
 
+def check_settings(settings) -> None:
+    cpus, retries = settings.cpus_per_job, settings.max_retries
+    if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+        raise UserError(f"sweep.cpus_per_job={cpus!r} must be a whole number ≥ 1 (it is also the job's BLAS threads)")
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise UserError(f"sweep.max_retries={retries!r} must be a whole number ≥ 0")
+
+
 class SweepRunner:
     """One per sweep; launch() may be called several times (a search's stages)."""
 
     def __init__(self, master: DictConfig, config_loader):
         self.master, self.loader = master, config_loader
         self.settings = master.sweep
+        check_settings(self.settings)
         self.cwd = Path.cwd()
         self.sweep_dir = (self.cwd / str(master.hydra.sweep.dir)).resolve()
         self.store = ResultStore((self.cwd / str(self.settings.store)).expanduser().resolve())
