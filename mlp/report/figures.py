@@ -110,6 +110,7 @@ def save_png(fig: Figure, path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(buf.getvalue())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

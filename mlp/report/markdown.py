@@ -27,8 +27,9 @@ def missing(what: str, command: str) -> str:
 def config_block(experiment: str, config: dict, paths: list[str], n_configs: int) -> str:
     """Which experiment config, which result files, and the resolved config itself (collapsed)."""
     shown = "\n".join(f"- `{p}`" for p in paths)
-    more = (f" The section holds {n_configs} configurations; the one below is the figure's."
-            if n_configs > 1 else "")
+    lam = config.get("lambda")
+    more = (f" The section holds {n_configs} configurations (the table's rows); the resolved config below is the one "
+            f"with λ = {lam:.4g}." if n_configs > 1 and isinstance(lam, (int, float)) else "")
     return (f"Config: [`conf/experiment/{experiment}.yaml`](../../conf/experiment/{experiment}.yaml)"
             f" with the overrides recorded in each result.{more}\n\n"
             f"<details><summary>Resolved config and result files</summary>\n\n"
