@@ -72,6 +72,10 @@ def load_results(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.rglob("result.json"))]
 
 
+def by_experiment(root: Path, experiment: str) -> dict:
+    return next(r for r in load_results(root) if r["experiment"] == experiment)
+
+
 def expected(root: Path, experiment: str) -> pd.DataFrame:
     """Mean, std and n per λ straight from the result files, with plain pandas."""
     df = pd.DataFrame([{"lambda": r["lambda"], **{m: r[m] for m in METRICS}}
@@ -152,6 +156,11 @@ def test_chosen_lambda_comes_from_the_search_file(results_dir, tmp_path):
     assert list(fine.loc[fine["chosen"], "lambda"]) == [0.02]
     assert not rep.tables["lambda_coarse"].frame["chosen"].any()
     assert "Chosen λ: **0.02**" in rep.markdown
+    other = tmp_path / "other_search"  # a search file beside none of these runs (e.g. another data set)
+    other.mkdir()
+    (other / "lambda_search.json").write_text(json.dumps({"chosen_lambda": 0.0001}))
+    rep = build_report(gather([root, other]), REPORT_CFG)
+    assert rep.chosen_lambda == 0.02
 
 
 def test_gradcheck_table(written, results_dir):
@@ -279,7 +288,9 @@ def test_corrupt_and_incompatible_results_are_listed_and_skipped(results_dir, tm
     bad = {"corrupt/result.json": "{\"version\": 1, \"experi",
            "old/result.json": json.dumps({**load_results(results_dir)[0], "version": RESULT_VERSION + 98}),
            "failed/result.json": json.dumps({"status": "failed", "error": "boom"}),
-           "empty/result.json": ""}
+           "empty/result.json": "",
+           "nohistory/result.json": json.dumps({**by_experiment(results_dir, "final"), "history": []}),
+           "badgrad/result.json": json.dumps({**by_experiment(results_dir, "gradcheck"), "gradcheck": {"reduced": 3}})}
     for rel, text in bad.items():
         (root / rel).parent.mkdir(parents=True)
         (root / rel).write_text(text)
@@ -290,6 +301,7 @@ def test_corrupt_and_incompatible_results_are_listed_and_skipped(results_dir, tm
     for rel in bad:
         assert f"r/{rel}" in proc.stderr and f"`r/{rel}`" in md
     assert f"incompatible version {RESULT_VERSION + 98}" in md and "corrupt JSON" in md and "status 'failed'" in md
+    assert "malformed 'gradcheck' table" in md and "empty or malformed 'history'" in md
     for name in ALL_TABLES:  # the rest of the report is exactly what the good files give
         assert (out / "tables" / f"{name}.csv").read_bytes() == (written / "tables" / f"{name}.csv").read_bytes()
 

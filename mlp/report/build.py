@@ -154,7 +154,10 @@ class _Builder:
         for name in ("lambda_coarse", "lambda_fine"):
             s = sub[sub["experiment"] == name]
             stages[name] = train_table(name, s, self.g.results) if len(s) else None
-        chosen, how = chosen_lambda(self.g.searches, list(stages.values()))
+        # Only a search whose folder holds these very runs names the chosen λ (not one from other data).
+        mine = [s for s in self.g.searches
+                if any(p.startswith(s["_path"].rsplit("/", 1)[0] + "/") for p in sub["path"])]
+        chosen, how = chosen_lambda(mine, list(stages.values()))
         self.report.chosen_lambda = chosen
         text = out + self.header(sub, source, others) + "\n"
         if chosen is not None:

@@ -76,6 +76,26 @@ def _check(result, path: Path) -> str | None:
         missing += [k for k in REQUIRED_TRAIN if k not in result]
     if missing:
         return f"missing fields: {', '.join(missing)}"
+    return _check_shapes(result)
+
+
+HISTORY_KEYS = ("step", "train_loss", "train_cost", "train_acc", "val_loss", "val_cost", "val_acc")
+
+
+def _check_shapes(result: dict) -> str | None:
+    """The nested parts the tables and figures read: a history of records, or a gradcheck table."""
+    if "gradcheck" in result:
+        gc = result["gradcheck"]
+        ok = isinstance(gc, dict) and gc and all(
+            isinstance(c, dict) and {"n_samples", "dims", "params"} <= set(c) and isinstance(c["params"], dict)
+            and all(isinstance(v, dict) and "max_rel_error" in v for v in c["params"].values())
+            for c in gc.values())
+        return None if ok else "malformed 'gradcheck' table"
+    h = result["history"]
+    if not isinstance(h, list) or not h:
+        return "empty or malformed 'history'"
+    if not all(isinstance(r, dict) and all(k in r for k in HISTORY_KEYS) for r in h):
+        return f"'history' records lack some of {', '.join(HISTORY_KEYS)}"
     return None
 
 
