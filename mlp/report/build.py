@@ -119,8 +119,7 @@ class _Builder:
         return (out + self.header(sub, source, others) + "\n" + self.config("gradcheck", sub, g) + "\n"
                 + "Analytic gradients against centred finite differences, per case and parameter "
                 + "(mean ± std over seeds where several ran).\n\n" + self.table(t) + "\n"
-                + f"Worst relative error: **{worst:.2e}** — {'all below' if ok else 'NOT all below'} the tolerance. "
-                + "The study reports agreement to within its tolerance as well.\n")
+                + f"Worst relative error: **{worst:.2e}** — {'all below' if ok else 'NOT all below'} the tolerance.\n")
 
     def training(self, name: str, number: str, heading: str, prefer_lambda=None, level: str = "##") -> str:
         sub, source, others = pick_source(self.g.runs, [name])
