@@ -1,0 +1,150 @@
+"""Training-step throughput: the project's step against a plain NumPy loop and PyTorch.
+
+All implementations train the same 3072 → m → K model from the same initial weights on
+the same uint8 rows and the same index stream, in one process; they are timed in
+turns (the order rotates every repeat), so drifting machine load hits them alike, and
+every ratio is the median of per-repeat ratios of neighbouring measurements.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from mlp.model import init_params
+from mlp.sgd import SGDStep
+
+
+def step_flops(batch: int, d_in: int, hidden: int, n_classes: int) -> int:
+    """Multiply-adds ×2 of one step: forward X·W1ᵀ, H·W2ᵀ; backward Gᵀ·H, G·W2, Ghᵀ·X."""
+    return 4 * batch * d_in * hidden + 6 * batch * hidden * n_classes
+
+
+def plain_numpy_step(p: dict, x_rows, y_rows, idx, mean, std, lam: float, eta: float) -> None:
+    """The same maths written the obvious way: fresh arrays for every intermediate."""
+    x = (x_rows[idx] - mean) / std
+    y = y_rows[idx]
+    n = len(idx)
+    s1 = x @ p["W1"].T + p["b1"]
+    h = np.maximum(s1, 0)
+    s = h @ p["W2"].T + p["b2"]
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    onehot = np.zeros_like(probs)
+    onehot[np.arange(n), y] = 1
+    g = (probs - onehot) / n
+    grad_w2 = g.T @ h + 2 * lam * p["W2"]
+    grad_b2 = g.sum(axis=0)
+    gh = (g @ p["W2"]) * (s1 > 0)
+    grad_w1 = gh.T @ x + 2 * lam * p["W1"]
+    grad_b1 = gh.sum(axis=0)
+    p["W1"] -= eta * grad_w1
+    p["b1"] -= eta * grad_b1
+    p["W2"] -= eta * grad_w2
+    p["b2"] -= eta * grad_b2
+
+
+class TorchStep:
+    """The same model and update in PyTorch (autograd, torch.optim.SGD with weight decay 2λ on W)."""
+
+    def __init__(self, params: dict, mean, inv_std, lam: float, threads: int):
+        import torch
+        torch.set_num_threads(threads)
+        self.torch = torch
+        dtype = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[params["W1"].dtype]
+        self.t = {k: torch.tensor(v, dtype=dtype, requires_grad=True) for k, v in params.items()}
+        self.mean = torch.tensor(mean, dtype=dtype)
+        self.inv_std = torch.tensor(inv_std, dtype=dtype)
+        self.dtype = dtype
+        self.opt = torch.optim.SGD([{"params": [self.t["W1"], self.t["W2"]], "weight_decay": 2 * lam},
+                                    {"params": [self.t["b1"], self.t["b2"]], "weight_decay": 0.0}], lr=0.0)
+
+    def step(self, x_rows, y_rows, idx, eta: float) -> None:
+        torch, t = self.torch, self.t
+        i = torch.from_numpy(idx)
+        x = (x_rows.index_select(0, i).to(self.dtype) - self.mean) * self.inv_std
+        h = torch.relu(torch.addmm(t["b1"], x, t["W1"].t()))
+        loss = torch.nn.functional.cross_entropy(torch.addmm(t["b2"], h, t["W2"].t()), y_rows.index_select(0, i))
+        self.opt.zero_grad()
+        loss.backward()
+        for group in self.opt.param_groups:
+            group["lr"] = eta
+        self.opt.step()
+
+
+def torch_available() -> str | None:
+    """None when PyTorch can be imported, else the reason (for the table's note)."""
+    try:
+        import torch  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken install
+        return f"PyTorch not installed ({type(exc).__name__}); pip install '.[bench]'"
+    return None
+
+
+@dataclass
+class StepResult:
+    dtype: str
+    threads: int
+    samples_per_s: dict[str, float]          # implementation → median samples/s
+    ratios: dict[str, float]                 # "project/numpy" → median of per-repeat ratios
+    gflops: dict[str, float]
+    repeats: int
+    steps: int
+
+
+def make_rows(n: int, d_in: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, size=(n, d_in), dtype=np.uint8),
+            rng.integers(0, n_classes, size=n).astype(np.uint8))
+
+
+def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hidden: int = 50,
+            n_classes: int = 10, n_rows: int = 10_000, lam: float = 0.01, eta: float = 0.01,
+            with_torch: bool = True, extra: bool = False, seed: int = 0) -> StepResult:
+    """Interleaved timing of `steps` steps per implementation, `repeats` times."""
+    dtype = np.dtype(dtype)
+    x_rows, y_rows = make_rows(n_rows, 3072, n_classes, seed)
+    mean = x_rows.mean(axis=0)
+    std = x_rows.std(axis=0)
+    inv_std = 1.0 / std
+    init = init_params(x_rows.shape[1], hidden, n_classes, np.random.default_rng(seed), dtype)
+    order = np.random.default_rng([seed, 1]).permutation(n_rows)
+    starts = [(j * batch) % (n_rows - batch + 1) for j in range(steps)]
+    copy = lambda: {k: v.copy() for k, v in init.items()}  # noqa: E731
+
+    impls: dict[str, Callable[[], None]] = {}
+    stepper = SGDStep(copy(), batch, mean, inv_std)   # exactly as mlp/train.py builds and calls it
+    impls["project"] = lambda: [stepper.step(x_rows, y_rows, order[lo:lo + batch], lam, eta) for lo in starts]
+    if extra:
+        unfused = SGDStep(copy(), batch, mean, inv_std, fused=False)
+        impls["project-unfused"] = lambda: [unfused.step(x_rows, y_rows, order[lo:lo + batch], lam, eta)
+                                            for lo in starts]
+    plain_p, m_dt, s_dt = copy(), mean.astype(dtype), std.astype(dtype)
+    impls["numpy"] = lambda: [plain_numpy_step(plain_p, x_rows, y_rows, order[lo:lo + batch], m_dt, s_dt, lam, eta)
+                              for lo in starts]
+    if with_torch:
+        import torch
+        tstep = TorchStep(copy(), mean, inv_std, lam, threads)
+        tx, ty = torch.from_numpy(x_rows), torch.from_numpy(y_rows.astype(np.int64))
+        impls["pytorch"] = lambda: [tstep.step(tx, ty, order[lo:lo + batch], eta) for lo in starts]
+
+    names = list(impls)
+    times = {k: [] for k in names}
+    with threadpool_limits(limits=threads):
+        for k in names:  # warm-up: caches, BLAS buffers, torch's first-call setup
+            impls[k]()
+        for r in range(repeats):
+            for k in names[r % len(names):] + names[:r % len(names)]:
+                t0 = time.perf_counter()
+                impls[k]()
+                times[k].append(time.perf_counter() - t0)
+    flops = step_flops(batch, x_rows.shape[1], hidden, n_classes)
+    sps = {k: batch * steps / statistics.median(v) for k, v in times.items()}
+    ratios = {f"project/{k}": statistics.median(o / p for o, p in zip(times[k], times["project"]))
+              for k in names if k != "project"}
+    gf = {k: flops * steps / statistics.median(v) / 1e9 for k, v in times.items()}
+    return StepResult(dtype.name, threads, sps, ratios, gf, repeats, steps)

@@ -1,0 +1,40 @@
+"""Smoke test of the benchmark tool: `--quick` runs end to end and writes its table.
+
+No timing assertions here (the benchmark reports figures; it is not a test of them)."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_quick_writes_its_table(tmp_path):
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, "runners/benchmark.py", "--quick", "--steps", "5", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    csvs, mds = list(out.glob("*-quick.csv")), list(out.glob("*-quick.md"))
+    assert len(csvs) == 1 and len(mds) == 1
+    rows = list(csv.DictReader(csvs[0].open()))
+    names = [r["name"] for r in rows]
+    for dtype in ("float64", "float32"):
+        assert f"GEMM peak {dtype}, 1 thread" in names
+        assert f"project step, batch 100, {dtype}, 1 thread" in names
+        assert f"numpy step, batch 100, {dtype}, 1 thread" in names
+        assert f"ratio project/numpy, {dtype}, 1 thread" in names
+    for r in rows:
+        if r["name"].startswith(("project step", "numpy step", "GEMM peak", "ratio project/numpy")):
+            assert float(r["value"]) > 0, r
+    assert {r["part"] for r in rows} >= {"peak", "step", "data"}
+    md = mds[0].read_text()
+    assert "Machine:" in md and "runners/benchmark.py --quick" in md and "| part | figure |" in md
+    assert "project step, batch 100, float64, 1 thread" in proc.stdout
+
+
+def test_benchmark_rejects_unknown_part(tmp_path):
+    proc = subprocess.run([sys.executable, "runners/benchmark.py", "--parts", "step,warp", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "warp" in proc.stderr and "allowed" in proc.stderr
+    assert not list(tmp_path.iterdir())
