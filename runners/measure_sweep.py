@@ -17,11 +17,15 @@ import threading
 import time
 from pathlib import Path
 
+import hydra
+
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 GRID = "1e-5,1e-4,1e-3,1e-2,1e-1,1"
-# runners/train.py's @hydra.main under Hydra's basic launcher, i.e. `python runners/train.py -m ...`
-# (called through its main() because train.py's pre-check composes in run mode and refuses -m lists).
-TRAIN_MULTIRUN = [sys.executable, "-c", "import sys; sys.path.insert(0, 'runners'); import train; train.main()"]
+# The same jobs under Hydra's basic launcher, one after another, BLAS on all cores: what
+# `python runners/train.py -m ...` does (train.py's pre-check currently refuses -m lists, so this
+# file's basic_job below is the same task function: run_experiment + result.json in the job dir).
+TRAIN_MULTIRUN = [sys.executable, __file__]
 
 
 def run(cmd: list[str]) -> float:
@@ -107,6 +111,18 @@ def memory(args, out: Path) -> dict:
             "peak_pss_gib": peak / 1024 ** 2, "processes_at_peak": peak_n, "exit_code": proc.returncode}
 
 
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def basic_job(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from mlp.cli import absolutize_paths, write_json_atomic
+    from mlp.experiment import run_experiment
+
+    absolutize_paths(cfg, ROOT)
+    out = Path(HydraConfig.get().runtime.output_dir) / "result.json"
+    write_json_atomic(out, run_experiment(cfg))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["fanout", "memory"])
@@ -121,4 +137,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "-m":
+        basic_job()
+    else:
+        main()
