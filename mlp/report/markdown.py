@@ -27,13 +27,17 @@ def missing(what: str, command: str) -> str:
 def config_block(experiment: str, config: dict, paths: list[str], n_configs: int) -> str:
     """Which experiment config, which result files, and the resolved config itself (collapsed)."""
     shown = "\n".join(f"- `{p}`" for p in paths)
+    placement = [k for k in ("sweep", "hydra") if k in config]  # how/where a sweep ran it, not what it computed
+    config = {k: v for k, v in config.items() if k not in placement}
     lam = config.get("lambda")
     more = (f" The section holds {n_configs} configurations (the table's rows); the resolved config below is the one "
             f"with λ = {lam:.4g}." if n_configs > 1 and isinstance(lam, (int, float)) else "")
     return (f"Config: [`conf/experiment/{experiment}.yaml`](../../conf/experiment/{experiment}.yaml)"
             f" with the overrides recorded in each result.{more}\n\n"
             f"<details><summary>Resolved config and result files</summary>\n\n"
-            f"```yaml\n{OmegaConf.to_yaml(OmegaConf.create(config))}```\n\n{shown}\n\n</details>\n")
+            f"```yaml\n{OmegaConf.to_yaml(OmegaConf.create(config))}```\n\n"
+            + (f"(Run-placement keys left out: {', '.join(f'`{k}.*`' for k in placement)}.)\n\n" if placement else "")
+            + f"{shown}\n\n</details>\n")
 
 
 def figure(name: str, alt: str) -> str:
