@@ -127,7 +127,7 @@ def test_lambda_search_runs_both_stages(head, tmp_path):
     assert {r["experiment"] for r in table} == {"lambda_coarse", "lambda_fine"}
     saved = results(tmp_path / "sw")
     assert all(r["config"]["data"]["n_train"] == 1000 and r["config"]["train"]["n_s"] == 20 for r in saved)
-    assert sorted(r["config"]["train"]["cycles"] for r in saved) == [1] * 4 + [2] * 6  # the coarse stage's own setting
+    assert sorted(r["config"]["train"]["cycles"] for r in saved) == [2] * 6 + [3] * 4  # each stage its own setting
     # the search resumes like any sweep
     again = run_sweep(tmp_path, "experiment=lambda_search", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2,1]",
                       "search.fine.n=2", "seed=0,1", "search.coarse.overrides=['train.cycles=2']", *cluster(head),
