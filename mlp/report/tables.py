@@ -15,7 +15,7 @@ import pandas as pd
 from mlp.report.gather import flatten, is_neutral
 
 TRAIN_METRICS = ("train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss", "train_s")
-GRADCHECK_METRICS = ("n_entries", "grad_max", "abs_err_max", "abs_err_mean", "max_rel_error")
+GRADCHECK_METRICS = ("grad_max", "abs_err_max", "abs_err_mean", "max_rel_error")
 # Key columns (the configuration a row stands for) per experiment; other experiments get DEFAULT_KEYS.
 KEYS = {
     "overfit": ("lambda", "eta", "epochs", "batch_size", "n_train"),
@@ -117,9 +117,10 @@ def gradcheck_table(runs: pd.DataFrame, results: dict) -> Table:
                 recs.append({"path": path, "seed": seed, "group": f"{r['dtype']}/{ci}/{pi}/{group}",
                              "dtype": r["dtype"], "case_order": ci, "case": case, "n_samples": c["n_samples"],
                              "dims": c["dims"], "param_order": pi, "param": param,
+                             "n_entries": stats["n_entries"],
                              "tolerance": r["tolerance"], "passed": bool(stats["max_rel_error"] < r["tolerance"]),
                              **{m: stats[m] for m in GRADCHECK_METRICS}})
-    keys = ["dtype", "case_order", "case", "n_samples", "dims", "param_order", "param", "tolerance"]
+    keys = ["dtype", "case_order", "case", "n_samples", "dims", "param_order", "param", "n_entries", "tolerance"]
     long = pd.DataFrame(recs, columns=["path", "seed", "group", *keys, "passed", *GRADCHECK_METRICS])
     frame = aggregate(long, keys, GRADCHECK_METRICS, flags=("passed",))
     frame = frame.drop(columns=["case_order", "param_order"])
