@@ -60,6 +60,7 @@ class _Builder:
         self.report = Report(problems=list(g.problems))
         self.parts: list[str] = []
         self.summary: list[dict] = []
+        self.lambda_summary = ""
 
     # -------------------------------------------------------------- helpers
     def cmd(self, key: str) -> str:
@@ -174,6 +175,11 @@ class _Builder:
         self.report.figures["lambda_search"] = F.lambda_figure(frames, chosen, float(self.cfg.study["lambda"].best))
         best = pd.concat([f for f in frames.values()], ignore_index=True)
         top = best.sort_values(["val_acc_mean", "lambda"], ascending=[False, True], kind="stable").iloc[0]
+        self.lambda_summary = (f"λ search: chosen λ = **{chosen:.4g}**; best mean validation accuracy "
+                               f"{_pct(top['val_acc_mean'])} at λ = {top['lambda']:.4g} (n = {int(top['n'])}). "
+                               f"The study: λ ≈ {self.cfg.study['lambda'].best}, "
+                               f"~{_pct(self.cfg.study['lambda'].val_acc)} validation accuracy.\n"
+                               if chosen is not None else "")
         text += (M.figure("lambda_search", "validation accuracy against λ") + "\n"
                  + f"Best mean validation accuracy, ours: **{_pct(top['val_acc_mean'])}** at λ = {top['lambda']:.4g} "
                  + f"(n = {int(top['n'])}); the study's: λ ≈ {self.cfg.study['lambda'].best} with "
@@ -230,7 +236,7 @@ class _Builder:
                 f"{len(g.runs)} results used, {g.duplicates} duplicates ignored, {len(g.problems)} files skipped.\n",
                 M.synthetic_note() if synthetic_any else "",
                 *[M.reproduction_line(r) for r in g.reproductions],
-                "## Summary\n", self.summary_table()]
+                "## Summary\n", self.summary_table(), self.lambda_summary]
         tail = ["## Skipped result files\n", M.problems_section(g.problems)]
         self.report.markdown = "\n".join(p for p in head + body + tail if p).rstrip("\n") + "\n"
         return self.report
