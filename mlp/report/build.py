@@ -22,7 +22,7 @@ from mlp.report.tables import Table, chosen_lambda, fmt_mean_std, gradcheck_tabl
 
 KNOWN = ("gradcheck", "overfit", "cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final")
 HISTORY_FIGURES = ("overfit", "cyclic_1cycle", "cyclic_3cycles", "final")
-TITLES = {"overfit": "Overfit check (100 images, λ = 0)", "cyclic_1cycle": "Cyclic learning rate, 1 cycle",
+TITLES = {"overfit": "Overfit check (100 training images)", "cyclic_1cycle": "Cyclic learning rate, 1 cycle",
           "cyclic_3cycles": "Cyclic learning rate, 3 cycles", "final": "Final model"}
 
 
