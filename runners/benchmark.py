@@ -48,6 +48,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--peak-n", type=int, default=None, help="size of the square GEMM (default 2048; quick 512)")
     ap.add_argument("--archive", type=Path, default=ARCHIVE, help="image-folder archive for the decode figures")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
+    ap.add_argument("--tag", default="", help="file name suffix: <date>-<tag>.csv|md")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks")
     args = ap.parse_args(argv)
     args.parts = _csv(args.parts) if args.parts else list(QUICK_PARTS if args.quick else PARTS)
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if "sweep" in args.parts:
         sweep.part_sweep(args, rows)
     header = (f"Command: `{command.strip()}`  \nDate: {now:%Y-%m-%d %H:%M} UTC  \nMachine: {machine}")
-    stem = f"{now:%Y-%m-%d}" + ("-quick" if args.quick else "")
+    stem = f"{now:%Y-%m-%d}" + ("-quick" if args.quick else "") + (f"-{args.tag}" if args.tag else "")
     csv_path, md_path = write(rows[1:], args.out, stem, header)
     print(as_text(rows[1:]))
     print(f"wrote {csv_path} and {md_path}")
