@@ -53,7 +53,10 @@ def _use_token_auth(address: str) -> None:
 
 
 def connect(ray_cfg) -> dict:
-    """ray.init for the sweep; returns {"address", "start_s", "local"}. Raises UserError on failure."""
+    """ray.init for the sweep; returns {"address", "start_s", "local"}. Raises UserError on failure.
+
+    start_s (Ray start-up) counts importing Ray, probing the address and ray.init."""
+    start = time.perf_counter()
     import ray
 
     address = str(ray_cfg.address or "local")
@@ -65,7 +68,6 @@ def connect(ray_cfg) -> dict:
     if address.startswith(("http://", "https://")):
         raise UserError(f"sweep.ray.address={address} is a dashboard/job-submission URL; give the cluster's "
                         f"host:port (e.g. 127.0.0.1:6379), or submit the sweep with `ray job submit`")
-    start = time.perf_counter()
     if ray.is_initialized():
         return {"address": address, "start_s": 0.0, "local": False}
     try:
