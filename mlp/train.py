@@ -61,6 +61,8 @@ def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, see
                         "val_loss": va["loss"], "val_cost": va["cost"], "val_acc": va["acc"]})
         eval_s += time.perf_counter() - start
 
+    # η for every step at once (the schedule is vectorised): one scalar NumPy call per step was ~1.5% of a step
+    etas = np.broadcast_to(eta_at(np.arange(steps)), (steps,)).tolist()
     start = time.perf_counter()
     record(0)
     t = 0
@@ -69,7 +71,7 @@ def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, see
         for lo in range(0, n, batch):
             if t >= steps:
                 break
-            stepper.step(ds.train.x, ds.train.y, order[lo:lo + batch], lam, eta_at(t))
+            stepper.step(ds.train.x, ds.train.y, order[lo:lo + batch], lam, etas[t])
             t += 1
             if t in marks:
                 record(t)
