@@ -57,6 +57,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ensure_token() -> None:
+    """Ray ≥ 2.60 clusters use token auth; make sure ~/.ray/auth_token exists (a fresh CI machine)."""
+    subprocess.run([RAY, "get-auth-token", "--generate"], capture_output=True, timeout=60, env=venv_env())
+
+
 class RayNode:
     """One `ray start` node (head, or a worker joining head_address) on 127.0.0.1."""
 
@@ -72,6 +77,7 @@ class RayNode:
         else:
             cmd += [f"--address={head_address}"]
         self.log = log
+        ensure_token()
         self.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                                      start_new_session=True,
                                      env=venv_env(RAY_AUTH_MODE="token"))  # Ray's default; a joining node must say so

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -50,8 +51,12 @@ def test_ray_job_submit(two_nodes, tmp_path):
     cmd = [RAY, "job", "submit", f"--address=http://127.0.0.1:{dashboard}", "--working-dir", ".", "--",
            "python", "runners/sweep.py", "-m", "experiment=cyclic_1cycle", *SMALL, "seed=0,1",
            f"hydra.sweep.dir={out}", f"sweep.store={tmp_path / 'store'}"]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=240,
-                          env=venv_env(RAY_AUTH_MODE="token"))
+    for _ in range(30):  # the head's job agent may still be starting: Ray answers "No available agent"
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=240,
+                              env=venv_env(RAY_AUTH_MODE="token"))
+        if "No available agent" not in proc.stdout + proc.stderr:
+            break
+        time.sleep(2)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in proc.stdout + proc.stderr
     table = rows(out)
