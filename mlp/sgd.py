@@ -11,6 +11,9 @@ what this module does about it:
   extra passes over a 3072×50 array per step: `step` instead folds the update into the
   backward GEMM itself, W1 ← (1 − 2ηλ)·W1 − (η/b)·Ghᵀ X, with BLAS's own α and β
   (SciPy's gemm wrappers; NumPy's matmul has no β);
+- NumPy and SciPy each load their own OpenBLAS with its own thread pool; with more than
+  one BLAS thread, alternating between the two made the step 4× slower (idle threads of
+  one pool spin while the other works), so every GEMM of the step goes through SciPy's;
 - a ufunc that broadcasts a (3072,) row over the batch runs at about half the speed of
   one on two full arrays, so the normalisation uses full batch-shaped mean/σ⁻¹ rows.
 `gradients` stays the plain, separately tested ∂cost/∂θ (gradient checks call it);
@@ -78,12 +81,18 @@ class SGDStep:
 
     def _forward(self, b: int, y: np.ndarray) -> None:
         """s1 ← H = ReLU(X W1ᵀ + b1), s ← P − Y (softmax minus one-hot), for the first b rows."""
-        p = self.params
+        p, gemm = self.params, self.gemm
         x, s1, s = self.x[:b], self.s1[:b], self.s[:b]
-        np.matmul(x, p["W1"].T, out=s1)
+        if gemm is None:
+            np.matmul(x, p["W1"].T, out=s1)
+        else:  # row-major S1 is column-major S1ᵀ = W1 Xᵀ
+            gemm(1.0, p["W1"].T, x.T, 0.0, s1.T, trans_a=1, overwrite_c=1)
         s1 += p["b1"]
         np.maximum(s1, 0, out=s1)
-        np.matmul(s1, p["W2"].T, out=s)
+        if gemm is None:
+            np.matmul(s1, p["W2"].T, out=s)
+        else:
+            gemm(1.0, p["W2"].T, s1.T, 0.0, s.T, trans_a=1, overwrite_c=1)
         s += p["b2"]
         s -= s.max(axis=1, keepdims=True)
         np.exp(s, out=s)
@@ -93,7 +102,10 @@ class SGDStep:
     def _hidden_grad(self, b: int) -> np.ndarray:
         """Gh = (G W2) ⊙ ReLU'(S1), read off H > 0 (uses W2 before any update)."""
         gh, active = self.gh[:b], self.active[:b]
-        np.matmul(self.s[:b], self.params["W2"], out=gh)
+        if self.gemm is None:
+            np.matmul(self.s[:b], self.params["W2"], out=gh)
+        else:  # Ghᵀ = W2ᵀ Gᵀ
+            self.gemm(1.0, self.params["W2"].T, self.s[:b].T, 0.0, gh.T, overwrite_c=1)
         np.greater(self.s1[:b], 0, out=active)
         gh *= active
         return gh
