@@ -44,6 +44,8 @@ def check_composes(args: list[str]) -> None:
     """Compose the config once up front so an unknown or mistyped key is one line, not Hydra's report."""
     from hydra import compose, initialize_config_dir
 
+    if "-m" in args or "--multirun" in args:
+        return  # sweep lists are the launcher's to expand; each job is checked when it runs
     overrides = [a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

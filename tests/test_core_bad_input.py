@@ -32,3 +32,9 @@ def test_good_run_prints_result_path_last(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == str(out / "result.json")
     assert "SYNTHETIC" in proc.stdout
+
+
+def test_basic_launcher_multirun_still_works(tmp_path):
+    proc = run_cli("train.py", "-m", *SMALL_SYNTHETIC, "train.n_s=5", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.parent.name for p in tmp_path.glob("*/result.json")) == ["0", "1"]

@@ -12,7 +12,7 @@ import numpy as np
 from mlp.data.sources import RawData
 from mlp.errors import UserError
 
-STATS_CHUNK = 5000
+STATS_CHUNK = 500  # rows per pass: the uint16 squares stay in cache
 
 
 @dataclass
@@ -48,15 +48,20 @@ def _batch_rows(raw: RawData, batches: list[int], batch_size: int) -> tuple[np.n
 
 
 def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and 1/std, accumulated in chunks to avoid a float copy of x."""
-    total = np.zeros(x.shape[1])
-    total_sq = np.zeros(x.shape[1])
+    """Per-feature mean and 1/std of uint8 rows, from exact integer sums.
+
+    Sums of x and x² fit in uint64 for any realistic n, so no float copy of x is made
+    and the result does not depend on summation order.
+    """
+    total = np.zeros(x.shape[1], dtype=np.uint64)
+    total_sq = np.zeros(x.shape[1], dtype=np.uint64)
     for lo in range(0, len(x), STATS_CHUNK):
-        chunk = x[lo:lo + STATS_CHUNK].astype(np.float64)
-        total += chunk.sum(axis=0)
-        total_sq += np.einsum("ij,ij->j", chunk, chunk)
-    mean = total / len(x)
-    var = np.maximum(total_sq / len(x) - mean**2, 0.0)
+        chunk = x[lo:lo + STATS_CHUNK]
+        total += chunk.sum(axis=0, dtype=np.uint64)
+        total_sq += np.square(chunk, dtype=np.uint16).sum(axis=0, dtype=np.uint64)
+    n = len(x)
+    mean = total / n
+    var = np.maximum(total_sq / n - mean**2, 0.0)
     std = np.sqrt(var)
     return mean, 1.0 / np.where(std > 0, std, 1.0)
 
