@@ -20,8 +20,21 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+def check_groups(overrides, groups=CHECKED_GROUPS) -> None:
+    """Reject an unknown config-group value (also inside sweep lists) in one line."""
+    for ov in overrides:
+        group = ov.key_or_group
+        if group not in groups or ov.is_delete() or "glob(" in str(ov.input_line):
+            continue
+        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        allowed = group_options(group)
+        for v in values:
+            if v not in allowed:
+                raise UserError(f"unknown {group} '{v}' (allowed: {', '.join(allowed)})")
+
+
 def check_group_choices(args: list[str]) -> None:
-    """Reject an unknown experiment=/data= value (also inside sweep lists) in one line."""
+    """Parse command-line overrides one by one (naming the unparsable one), then check experiment=/data=."""
     parser = OverridesParser.create()
     overrides = []
     for arg in (a for a in args if "=" in a and not a.startswith("-")):
@@ -29,15 +42,7 @@ def check_group_choices(args: list[str]) -> None:
             overrides += parser.parse_overrides([arg])
         except Exception as exc:
             raise UserError(f"cannot parse override '{arg}': {str(exc).splitlines()[0]}") from None
-    for ov in overrides:
-        group = ov.key_or_group
-        if group not in CHECKED_GROUPS or ov.is_delete():
-            continue
-        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
-        allowed = group_options(group)
-        for v in values:
-            if v not in allowed:
-                raise UserError(f"unknown {group} '{v}' (allowed: {', '.join(allowed)})")
+    check_groups(overrides)
 
 
 def check_composes(args: list[str]) -> None:
@@ -73,6 +78,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

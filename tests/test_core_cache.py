@@ -1,6 +1,5 @@
 """The decode-once cache: reuse, atomic writes, and one decode for concurrent processes."""
 import multiprocessing as mp
-import os
 import time
 from pathlib import Path
 

@@ -1,7 +1,6 @@
 """The official-format loader on batch files the tests write themselves in the official pickle format."""
 import hashlib
 import http.server
-import io
 import pickle
 import tarfile
 import threading

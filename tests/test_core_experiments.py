@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import CONF, SMALL_SYNTHETIC, shared_cache_dir
+from conftest import SMALL_SYNTHETIC, shared_cache_dir
 from mlp.cli import group_options
 from mlp.experiment import run_experiment
 from mlp.train import record_steps, resolve_n_s

@@ -4,7 +4,6 @@ or, for a config with `kind: search`, the study's two-stage λ search; one exit 
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -40,7 +39,6 @@ class MlpSweeper(Sweeper):
         from mlp.cli import fail, write_json_atomic
         from mlp.errors import UserError
 
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
         try:
             overrides = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(arguments)
             if self.config.get("kind") == "search":

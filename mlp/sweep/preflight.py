@@ -11,23 +11,11 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 
-from mlp.cli import CONF_DIR, group_options
+from mlp.cli import CONF_DIR, check_groups
 from mlp.errors import UserError
 
 GROUPS = ("experiment", "data", "launcher")
 INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "version")
-
-
-def check_groups(overrides) -> None:
-    for ov in overrides:
-        group = ov.key_or_group
-        if group not in GROUPS or ov.is_delete() or "glob" in str(ov.input_line):
-            continue
-        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
-        allowed = group_options(group)
-        for v in values:
-            if v not in allowed:
-                raise UserError(f"unknown {group} '{v}' (allowed: {', '.join(allowed)})")
 
 
 def preflight(argv: list[str], config_name: str) -> None:
@@ -43,7 +31,7 @@ def preflight(argv: list[str], config_name: str) -> None:
         parsed = OverridesParser.create().parse_overrides(args.overrides)
     except Exception as exc:
         raise UserError(f"cannot parse overrides: {str(exc).strip().splitlines()[0]}") from None
-    check_groups(parsed)
+    check_groups(parsed, GROUPS)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             GlobalHydra.instance().config_loader().load_configuration(

@@ -5,7 +5,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 from mlp.errors import UserError
 

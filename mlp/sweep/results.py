@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
+
+from mlp.cli import write_atomic
 
 METRICS = ("val_acc", "test_acc", "train_acc", "final_train_loss", "final_val_loss",
            "final_train_cost", "final_val_cost")
@@ -36,13 +36,4 @@ def write_csv_atomic(path: Path, rows: list[dict], swept_keys: list[str]) -> Non
     writer.writeheader()
     for row in sorted(rows, key=lambda r: r["job"]):
         writer.writerow(row)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, buf.getvalue())
