@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 GRID = "1e-5,1e-4,1e-3,1e-2,1e-1,1"
 # The same jobs under Hydra's basic launcher, one after another, BLAS on all cores: what
-# `python runners/train.py -m ...` does (train.py's pre-check currently refuses -m lists, so this
-# file's basic_job below is the same task function: run_experiment + result.json in the job dir).
+# `python runners/train.py -m ...` does; basic_job below is the same task function
+# (run_experiment + result.json in the job dir), kept here so the baseline has no pre-check cost.
 TRAIN_MULTIRUN = [sys.executable, __file__]
 
 
