@@ -20,6 +20,9 @@ import hydra
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from mlp.bench.sweep import process_tree, pss_kib  # noqa: E402
+
 GRID = "1e-5,1e-4,1e-3,1e-2,1e-1,1"
 # The same jobs under Hydra's basic launcher, one after another, BLAS on all cores: what
 # `python runners/train.py -m ...` does; basic_job below is the same task function
@@ -63,33 +66,6 @@ def fanout(args, out: Path) -> dict:
     }
 
 
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    todo, seen = [root], []
-    while todo:
-        pid = todo.pop()
-        seen.append(pid)
-        todo.extend(children.get(pid, []))
-    return seen
-
-
-def _pss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def memory(args, out: Path) -> dict:
     """Peak of the summed PSS (shared pages split between their users) of the driver's whole
     process tree: driver, Ray's GCS/raylet/agents and the workers."""
@@ -100,8 +76,8 @@ def memory(args, out: Path) -> dict:
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
     peak, peak_n = 0, 0
     while proc.poll() is None:
-        pids = _tree(proc.pid)
-        total = sum(_pss_kib(p) for p in pids)
+        pids = process_tree(proc.pid)
+        total = sum(pss_kib(p) for p in pids)
         if total > peak:
             peak, peak_n = total, len(pids)
         time.sleep(0.25)

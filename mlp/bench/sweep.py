@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GRID = ("1e-5", "1e-4", "1e-3", "1e-2", "1e-1", "1")
 
 
-def _tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -36,7 +36,7 @@ def _tree(root: int) -> list[int]:
     return seen
 
 
-def _pss_kib(pid: int) -> int:
+def pss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
@@ -52,7 +52,7 @@ def run_sampling(cmd: list[str], interval_s: float = 0.25) -> tuple[float, float
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while proc.poll() is None:
-        peak = max(peak, sum(_pss_kib(p) for p in _tree(proc.pid)))
+        peak = max(peak, sum(pss_kib(p) for p in process_tree(proc.pid)))
         time.sleep(interval_s)
     return time.perf_counter() - t0, peak / 1024**2, proc.returncode
 
