@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlp.experiment import RESULT_VERSION
+from mlp.sweep.store import is_placement_key
 
 RESULT_NAME = "result.json"
 SEARCH_NAME = "lambda_search.json"
@@ -21,13 +22,11 @@ REPRODUCE_NAME = "reproduce.json"
 REQUIRED = ("experiment", "seed", "lambda", "data_source", "synthetic", "config")
 REQUIRED_TRAIN = ("history", "train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss")
 OK_STATUS = ("ok", "done", "success", "succeeded", "completed", "cached")
-# Config keys that do not change a run's numbers: left out when deciding "same configuration".
-NEUTRAL_KEYS = ("seed", "train.blas_threads", "data.cache_dir")
-NEUTRAL_PREFIXES = ("sweep.", "hydra.")  # how and where a sweep ran a job, not what it computed
 
 
 def is_neutral(key: str) -> bool:
-    return key in NEUTRAL_KEYS or key.startswith(NEUTRAL_PREFIXES)
+    """Config keys left out when deciding "same configuration": the seed, and where/how a job ran."""
+    return key == "seed" or is_placement_key(key)
 
 
 @dataclass

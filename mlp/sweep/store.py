@@ -12,8 +12,14 @@ from pathlib import Path
 from mlp.cli import write_json_atomic
 from mlp.experiment import RESULT_VERSION
 
-# Keys that say how or where a job runs, not what it computes.
-IGNORED_KEYS = (("sweep",), ("hydra",), ("train", "blas_threads"), ("data", "cache_dir"))
+# Keys that say how or where a job runs, not what it computes (the report groups runs by the same rule).
+PLACEMENT_KEYS = ("sweep", "hydra", "train.blas_threads", "data.cache_dir")
+IGNORED_KEYS = tuple(tuple(key.split(".")) for key in PLACEMENT_KEYS)
+
+
+def is_placement_key(dotted: str) -> bool:
+    """True for a dotted config key inside one of PLACEMENT_KEYS."""
+    return any(dotted == k or dotted.startswith(k + ".") for k in PLACEMENT_KEYS)
 
 
 def config_hash(cfg: dict) -> str:
