@@ -18,6 +18,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from mlp.cli import fail  # noqa: E402
 from mlp.errors import UserError  # noqa: E402
+from mlp.sweep.launch import start_ray_early  # noqa: E402
 from mlp.sweep.preflight import preflight  # noqa: E402
 
 
@@ -29,7 +30,9 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     try:
-        preflight(sys.argv[1:], config_name="sweep")
+        primary = preflight(sys.argv[1:], config_name="sweep")
     except UserError as exc:
         fail(str(exc))
+    if primary is not None:
+        start_ray_early(primary)
     main()

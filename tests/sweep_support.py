@@ -147,3 +147,39 @@ def task_pids(ancestor: int, name: str = "ray::mlp_sweep_job") -> list[int]:
                 pids.append(pid)
                 break
     return pids
+
+
+RAY_PROCESS_MARKS = (b"gcs_server", b"raylet", b"autoscaler/_private/monitor.py", b"log_monitor.py",
+                     b"default_worker.py")
+
+
+def ray_processes() -> set[int]:
+    """Pids of Ray's own processes (GCS, raylet, monitors, workers) on this machine: compared
+    before and after a sweep, what is new was left behind by it."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(mark in cmd for mark in RAY_PROCESS_MARKS):
+            found.add(int(entry.name))
+    return found
+
+
+def wait_gone(pids: set[int], timeout: float = 10) -> set[int]:
+    """The pids among these still alive after up to timeout seconds (exiting takes a moment)."""
+    deadline = time.time() + timeout
+    while pids and time.time() < deadline:
+        pids = {p for p in pids if Path(f"/proc/{p}").exists() and b"State:\tZ" not in _status(p)}
+        time.sleep(0.2)
+    return pids
+
+
+def _status(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/status").read_bytes()
+    except OSError:
+        return b""

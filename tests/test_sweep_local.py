@@ -2,10 +2,11 @@
 Hydra's sweep syntax (glob, choice, range, several keys), quiet output."""
 from __future__ import annotations
 
-from sweep_support import SMALL, results, rows, run_sweep, summary
+from sweep_support import SMALL, ray_processes, results, rows, run_sweep, summary, wait_gone
 
 
 def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
+    before = ray_processes()
     proc = run_sweep(tmp_path, "-m", "experiment=glob(cyclic_1*)", *SMALL, "lambda=choice(0,0.01)",
                      "seed=range(0,2)", "sweep.ray.num_cpus=2", env_extra={"RAY_ADDRESS": ""})
     assert proc.returncode == 0, proc.stderr
@@ -18,3 +19,12 @@ def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
     # Ray's own log lines stay off the driver's terminal: only the progress line and the summary
     assert all(line.startswith("[sweep]") for line in proc.stderr.strip().splitlines()), proc.stderr
     assert "4 jobs: 4 ran" in proc.stdout
+    # the local instance is gone with the driver (its start overlapped the jobs' composition)
+    assert not wait_gone(ray_processes() - before)
+    assert s["ray_start_s"] > 0 and s["ray_shutdown_s"] >= 0
+    # the same command again in the same folder: everything is stored, so Ray is not even started
+    again = run_sweep(tmp_path, "-m", "experiment=glob(cyclic_1*)", *SMALL, "lambda=choice(0,0.01)",
+                      "seed=range(0,2)", "sweep.ray.num_cpus=2", env_extra={"RAY_ADDRESS": ""})
+    assert again.returncode == 0, again.stderr
+    s = summary(tmp_path / "sw")
+    assert (s["ran"], s["cached"], s["ray_address"]) == (0, 4, None)

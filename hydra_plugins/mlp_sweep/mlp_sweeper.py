@@ -78,3 +78,7 @@ class MlpSweeper(Sweeper):
         runner = self.launcher.runner if self.launcher is not None else None
         if runner is not None and (runner.rows or runner.ray_info):
             runner.finish()
+        else:  # Ray may have been started early, while the jobs were being checked
+            from mlp.sweep import ray_session
+
+            ray_session.disconnect()

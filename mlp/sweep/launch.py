@@ -63,6 +63,25 @@ def check_settings(settings) -> None:
         raise UserError(f"sweep.max_retries={retries!r} must be a whole number ≥ 0")
 
 
+def start_ray_early(master: DictConfig) -> bool:
+    """Start Ray on a background thread while Hydra composes and checks the jobs (about 1 s
+    of a sweep's start-up here), unless the sweep folder already holds results: a resumed
+    sweep may need no Ray at all. The launcher waits for it before the first job; a job that
+    fails its checks still stops the sweep before any job starts. Returns whether it started."""
+    try:
+        if "mlp_ray_launcher" not in str(master.hydra.launcher.get("_target_", "")):
+            return False
+        settings = master.sweep
+        sweep_dir = Path.cwd() / str(master.hydra.sweep.dir)
+        if not settings.force and (sweep_dir / "results.csv").exists():
+            return False
+        ray_cfg = settings.ray
+    except Exception:  # anything odd in the config: the launcher reports it, and starts Ray itself
+        return False
+    ray_session.start_early(ray_cfg)
+    return True
+
+
 class SweepRunner:
     """One per sweep; launch() may be called several times (a search's stages)."""
 

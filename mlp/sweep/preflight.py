@@ -18,7 +18,8 @@ GROUPS = ("experiment", "data", "launcher")
 INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "version")
 
 
-def preflight(argv: list[str], config_name: str) -> None:
+def preflight(argv: list[str], config_name: str):
+    """Check argv; returns the composed primary config (None for Hydra's --help/--cfg/... paths)."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -26,7 +27,7 @@ def preflight(argv: list[str], config_name: str) -> None:
 
     args, _ = get_args_parser().parse_known_args(argv)
     if any(getattr(args, flag, None) for flag in INFO_FLAGS):
-        return  # Hydra's own --help/--cfg/... paths
+        return None  # Hydra's own --help/--cfg/... paths
     try:
         parsed = OverridesParser.create().parse_overrides(args.overrides)
     except Exception as exc:
@@ -34,7 +35,7 @@ def preflight(argv: list[str], config_name: str) -> None:
     check_groups(parsed, GROUPS)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
-            GlobalHydra.instance().config_loader().load_configuration(
+            return GlobalHydra.instance().config_loader().load_configuration(
                 config_name=config_name, overrides=list(args.overrides), run_mode=RunMode.MULTIRUN)
         except Exception as exc:
             raise UserError(compose_error(exc)) from None
