@@ -17,6 +17,8 @@ def numerical_gradients(params_ref: dict[str, np.ndarray], x: np.ndarray, y: np.
     out = {}
     for name in PARAM_NAMES:
         flat = params_ref[name].reshape(-1)
+        if not np.shares_memory(flat, params_ref[name]):
+            raise ValueError(f"{name} must be C-contiguous: perturbing a flattened copy would change nothing")
         grads = np.empty(len(entries[name]))
         for k, i in enumerate(entries[name]):
             keep = flat[i]
@@ -56,7 +58,7 @@ def check_case(x: np.ndarray, y: np.ndarray, hidden: int, n_classes: int, lam: f
             entries[name] = np.arange(size)
         else:
             entries[name] = np.sort(rng.choice(size, max_entries, replace=False))
-    params_ref = {k: v.astype(np.longdouble) for k, v in params.items()}
+    params_ref = {k: np.ascontiguousarray(v, dtype=np.longdouble) for k, v in params.items()}  # W1 may be F-ordered
     numeric = numerical_gradients(params_ref, x.astype(np.longdouble), y, lam, h, entries)
     return {name: compare(analytic[name].reshape(-1)[entries[name]].astype(np.float64),
                           numeric[name].astype(np.float64))

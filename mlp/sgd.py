@@ -14,8 +14,14 @@ what this module does about it:
 - NumPy and SciPy each load their own OpenBLAS with its own thread pool; with more than
   one BLAS thread, alternating between the two made the step 4× slower (idle threads of
   one pool spin while the other works), so every GEMM of the step goes through SciPy's;
-- a ufunc that broadcasts a (3072,) row over the batch runs at about half the speed of
-  one on two full arrays, so the normalisation uses full batch-shaped mean/σ⁻¹ rows.
+- normalising the gathered batch, (x − μ)·σ⁻¹ in place, took two passes over it besides
+  the uint8 → float copy, each slower inside the step than alone (the GEMMs evict the
+  batch): the mean now rides inside the GEMMs. The batch buffer holds x·σ⁻¹ and one extra
+  "offset" row o = μ·σ⁻¹, so one GEMM gives both X·σ⁻¹·W1ᵀ and o·W1ᵀ (their difference is
+  the normalised product), and the hidden gradient gets a row −Σᵢ Ghᵢ, so the W1 GEMM
+  (K = b + 1) yields Ghᵀ(X·σ⁻¹ − 1·o) — exactly the gradient on normalised inputs;
+- the W1 GEMMs run fastest with W1 in different memory orders per dtype (W1_ORDER);
+  the values are the same, only the layout the BLAS reads differs.
 `gradients` stays the plain, separately tested ∂cost/∂θ (gradient checks call it);
 `step` is the same update up to rounding.
 """
@@ -29,6 +35,11 @@ except ImportError:  # pragma: no cover - exercised only where SciPy is absent
     _blas = None
 
 _GEMM_NAMES = {np.dtype(np.float64): "dgemm", np.dtype(np.float32): "sgemm"}
+# W1's memory order for the fused step, per dtype: the order whose forward + W1-update
+# GEMM pair is faster here (OpenBLAS 0.3.30, 1 thread, 100 × 3072 × 50; /usr/bin/env
+# python runners/benchmark.py --parts step measures the result): float64 row-major
+# 1525 µs vs column-major 1633 µs; float32 column-major 784 µs vs row-major 850 µs.
+W1_ORDER = {np.dtype(np.float64): "C", np.dtype(np.float32): "F"}
 
 
 def fused_gemm(dtype):
@@ -38,91 +49,112 @@ def fused_gemm(dtype):
 
 
 class SGDStep:
+    """Buffers and GEMM calls of one step. May replace params["W1"] by a copy in the memory
+    order W1_ORDER picks for its dtype (same values), so callers read params["W1"] afresh."""
+
     def __init__(self, params: dict[str, np.ndarray], batch_size: int, mean: np.ndarray,
                  inv_std: np.ndarray, fused: bool = True):
         self.params = params
+        dtype = params["W1"].dtype
+        self.gemm = fused_gemm(dtype) if fused else None
+        if self.gemm is not None:  # the in-place updates need the weights' own, contiguous memory
+            params["W1"] = np.asarray(params["W1"], order=W1_ORDER.get(dtype, "C"))
+            params["W2"] = np.ascontiguousarray(params["W2"])
         w1, w2 = params["W1"], params["W2"]
-        dtype = w1.dtype
         hidden, d_in = w1.shape
         n_classes = w2.shape[0]
-        self.mean = mean.astype(dtype)
-        self.inv_std = inv_std.astype(dtype)
-        # Full batch-shaped copies: the broadcasting ufunc is the slow path (see module doc).
-        self.mean_rows = np.tile(self.mean, (batch_size, 1))
-        self.inv_std_rows = np.tile(self.inv_std, (batch_size, 1))
+        self.w1_row_major = bool(w1.flags.c_contiguous)
+        self.scale = np.asarray(inv_std, dtype=np.float64).astype(dtype)
+        self.offset = (np.asarray(mean, dtype=np.float64) * inv_std).astype(dtype)
         self.raw = np.empty((batch_size, d_in), dtype=np.uint8)
-        self.x = np.empty((batch_size, d_in), dtype=dtype)
-        self.s1 = np.empty((batch_size, hidden), dtype=dtype)
-        self.s = np.empty((batch_size, n_classes), dtype=dtype)
-        self.gh = np.empty((batch_size, hidden), dtype=dtype)
+        self.x = np.empty((batch_size + 1, d_in), dtype=dtype)      # + the offset row
+        self.s1 = np.empty((batch_size + 1, hidden), dtype=dtype)   # + o·W1ᵀ
+        self.gh = np.empty((batch_size + 1, hidden), dtype=dtype)   # + (−Σ Gh)
+        self.bias = np.empty(hidden, dtype=dtype)
         self.active = np.empty((batch_size, hidden), dtype=bool)
         self.grads = {name: np.empty_like(p) for name, p in params.items()}
-        self.rows = np.arange(batch_size)
-        self.row_starts = self.rows * n_classes   # flat offsets of each row of s
-        self.gemm = fused_gemm(dtype) if fused else None
-        if self.gemm is not None and not all(params[w].flags.c_contiguous for w in ("W1", "W2")):
-            self.gemm = None  # the in-place update needs the weights' own memory
+        self.n_classes, self.dtype = n_classes, dtype
+        self._scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def scores_buffer(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(b × K scores, column-major; flat offsets of each row in it), one pair per batch size.
+
+        Column-major, the softmax's reductions over the K classes of each row run as
+        elementwise operations over whole columns instead of K-long row reductions."""
+        if b not in self._scores:
+            self._scores[b] = (np.empty((b, self.n_classes), dtype=self.dtype, order="F"), np.arange(b))
+        return self._scores[b]
 
     def load_batch(self, x_rows: np.ndarray, idx: np.ndarray) -> int:
-        """Gather rows idx of uint8 x_rows and normalise them into self.x; returns the batch size."""
+        """Gather rows idx of uint8 x_rows into self.x as x·σ⁻¹, offset row μ·σ⁻¹ after them."""
         b = len(idx)
         raw, x = self.raw[:b], self.x[:b]
         np.take(x_rows, idx, axis=0, out=raw, mode="clip")  # "raise" buffers the copy (profiled)
         np.copyto(x, raw, casting="unsafe")
-        x -= self.mean_rows[:b]
-        x *= self.inv_std_rows[:b]
+        x *= self.scale
+        self.x[b] = self.offset
         return b
 
     def set_batch(self, x: np.ndarray) -> int:
-        """Use already-normalised inputs (gradient checks, tests)."""
+        """Use already-normalised inputs (gradient checks, tests): the offset row is zero."""
         b = len(x)
         self.x[:b] = x
+        self.x[b] = 0
         return b
 
     def _forward(self, b: int, y: np.ndarray) -> None:
-        """s1 ← H = ReLU(X W1ᵀ + b1), s ← P − Y (softmax minus one-hot), for the first b rows."""
+        """s1 ← H = ReLU(Xₙ W1ᵀ + b1), s ← P − Y (softmax minus one-hot), for the first b rows."""
         p, gemm = self.params, self.gemm
-        x, s1, s = self.x[:b], self.s1[:b], self.s[:b]
+        x, s1 = self.x[:b + 1], self.s1[:b + 1]
+        s, rows = self.scores_buffer(b)
         if gemm is None:
             np.matmul(x, p["W1"].T, out=s1)
-        else:  # row-major S1 is column-major S1ᵀ = W1 Xᵀ
+        elif self.w1_row_major:  # row-major S1 is column-major S1ᵀ = W1 Xᵀ
             gemm(1.0, p["W1"].T, x.T, 0.0, s1.T, trans_a=1, overwrite_c=1)
-        s1 += p["b1"]
-        np.maximum(s1, 0, out=s1)
-        if gemm is None:
-            np.matmul(s1, p["W2"].T, out=s)
         else:
-            gemm(1.0, p["W2"].T, s1.T, 0.0, s.T, trans_a=1, overwrite_c=1)
+            gemm(1.0, p["W1"], x.T, 0.0, s1.T, overwrite_c=1)
+        h = s1[:b]
+        np.subtract(p["b1"], s1[b], out=self.bias)   # b1 − o·W1ᵀ
+        h += self.bias
+        np.maximum(h, 0, out=h)
+        if gemm is None:
+            np.matmul(h, p["W2"].T, out=s)
+        else:
+            gemm(1.0, h.T, p["W2"].T, 0.0, s, trans_a=1, overwrite_c=1)
         s += p["b2"]
         s -= s.max(axis=1, keepdims=True)
         np.exp(s, out=s)
         s /= s.sum(axis=1, keepdims=True)
-        s.reshape(-1)[self.row_starts[:b] + y] -= 1.0
+        s.T[y, rows] -= 1.0   # P − Y: one entry per row
 
     def _hidden_grad(self, b: int) -> np.ndarray:
-        """Gh = (G W2) ⊙ ReLU'(S1), read off H > 0 (uses W2 before any update)."""
+        """Gh = (G W2) ⊙ ReLU'(S1) (W2 before any update), then the row −Σᵢ Ghᵢ; returns b + 1 rows."""
         gh, active = self.gh[:b], self.active[:b]
+        s = self.scores_buffer(b)[0]
         if self.gemm is None:
-            np.matmul(self.s[:b], self.params["W2"], out=gh)
+            np.matmul(s, self.params["W2"], out=gh)
         else:  # Ghᵀ = W2ᵀ Gᵀ
-            self.gemm(1.0, self.params["W2"].T, self.s[:b].T, 0.0, gh.T, overwrite_c=1)
+            self.gemm(1.0, self.params["W2"].T, s, 0.0, gh.T, trans_b=1, overwrite_c=1)
         np.greater(self.s1[:b], 0, out=active)
         gh *= active
-        return gh
+        total = self.gh[b]
+        gh.sum(axis=0, out=total)
+        np.negative(total, out=total)
+        return self.gh[:b + 1]
 
     def gradients(self, b: int, y: np.ndarray, lam: float) -> dict[str, np.ndarray]:
         """∂cost/∂θ for the first b rows of self.x with labels y, into self.grads."""
         p, g = self.params, self.grads
         self._forward(b, y)
-        x, h, s = self.x[:b], self.s1[:b], self.s[:b]
+        h, s = self.s1[:b], self.scores_buffer(b)[0]
         s *= 1.0 / b                            # G = (P − Y) / b
         gh = self._hidden_grad(b)
         np.matmul(s.T, h, out=g["W2"])
         g["W2"] += (2.0 * lam) * p["W2"]
         s.sum(axis=0, out=g["b2"])
-        np.matmul(gh.T, x, out=g["W1"])
+        np.matmul(gh.T, self.x[:b + 1], out=g["W1"])   # Ghᵀ(X − 1·o) through the extra rows
         g["W1"] += (2.0 * lam) * p["W1"]
-        gh.sum(axis=0, out=g["b1"])
+        np.negative(gh[b], out=g["b1"])
         return g
 
     def update(self, eta: float) -> None:
@@ -141,11 +173,14 @@ class SGDStep:
             return
         p = self.params
         self._forward(b, y_rows[idx])
-        x, h, s = self.x[:b], self.s1[:b], self.s[:b]  # s holds P − Y, not yet divided by b
+        x, h, s = self.x[:b + 1], self.s1[:b], self.scores_buffer(b)[0]  # s: P − Y, not yet divided by b
         gh = self._hidden_grad(b)
         alpha, beta = -eta / b, 1.0 - 2.0 * eta * lam
         # Row-major W (k × n) is column-major Wᵀ (n × k): BLAS updates Wᵀ ← β Wᵀ + α Aᵀ G in place.
-        self.gemm(alpha, h.T, s.T, beta, p["W2"].T, trans_b=1, overwrite_c=1)
-        self.gemm(alpha, x.T, gh.T, beta, p["W1"].T, trans_b=1, overwrite_c=1)
+        self.gemm(alpha, h.T, s, beta, p["W2"].T, overwrite_c=1)
+        if self.w1_row_major:
+            self.gemm(alpha, x.T, gh.T, beta, p["W1"].T, trans_b=1, overwrite_c=1)
+        else:  # column-major W1 ← β W1 + α Ghᵀ X
+            self.gemm(alpha, gh.T, x.T, beta, p["W1"], trans_b=1, overwrite_c=1)
         p["b2"] += alpha * s.sum(axis=0)
-        p["b1"] += alpha * gh.sum(axis=0)
+        p["b1"] -= alpha * gh[b]
