@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from mlp.bench import malloc
 from mlp.model import init_params
 from mlp.sgd import SGDStep
 
@@ -46,6 +47,27 @@ def plain_numpy_step(p: dict, x_rows, y_rows, idx, mean, std, lam: float, eta: f
     p["b1"] -= eta * grad_b1
     p["W2"] -= eta * grad_w2
     p["b2"] -= eta * grad_b2
+
+
+def gemms_only(stepper: SGDStep, b: int, lam: float, eta: float) -> None:
+    """Only the GEMMs of the project's step, on its own buffers, layouts and calls (values
+    are whatever the buffers hold): the ceiling of any step around this BLAS, so the table
+    shows how much of the gap to the GEMM peak is the GEMMs' own."""
+    g, p = stepper.gemm, stepper.params
+    x, s1, gh = stepper.x[:b + 1], stepper.s1[:b + 1], stepper.gh[:b + 1]
+    s = stepper.scores_buffer(b)[0]
+    alpha, beta = -eta / b, 1.0 - 2.0 * eta * lam
+    if stepper.w1_row_major:
+        g(1.0, p["W1"].T, x.T, 0.0, s1.T, trans_a=1, overwrite_c=1)
+    else:
+        g(1.0, p["W1"], x.T, 0.0, s1.T, overwrite_c=1)
+    g(1.0, s1[:b].T, p["W2"].T, 0.0, s, trans_a=1, overwrite_c=1)
+    g(1.0, p["W2"].T, s, 0.0, gh[:b].T, trans_b=1, overwrite_c=1)
+    g(alpha, s1[:b].T, s, beta, p["W2"].T, overwrite_c=1)
+    if stepper.w1_row_major:
+        g(alpha, x.T, gh.T, beta, p["W1"].T, trans_b=1, overwrite_c=1)
+    else:
+        g(alpha, gh.T, x.T, beta, p["W1"], trans_b=1, overwrite_c=1)
 
 
 class TorchStep:
@@ -104,8 +126,9 @@ def make_rows(n: int, d_in: int, n_classes: int, seed: int) -> tuple[np.ndarray,
 
 def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hidden: int = 50,
             n_classes: int = 10, n_rows: int = 10_000, lam: float = 0.01, eta: float = 0.01,
-            with_torch: bool = True, extra: bool = False, seed: int = 0) -> StepResult:
-    """Interleaved timing of `steps` steps per implementation, `repeats` times."""
+            with_torch: bool = True, extra: bool = False, seed: int = 0, fresh_malloc: bool = True) -> StepResult:
+    """Interleaved timing of `steps` steps per implementation, `repeats` times, with glibc's
+    malloc thresholds raised (set explicitly, so loading PyTorch or not changes nothing)."""
     dtype = np.dtype(dtype)
     x_rows, y_rows = make_rows(n_rows, 3072, n_classes, seed)
     mean = x_rows.mean(axis=0)
@@ -119,13 +142,24 @@ def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hid
     impls: dict[str, Callable[[], None]] = {}
     stepper = SGDStep(copy(), batch, mean, inv_std)   # exactly as mlp/train.py builds and calls it
     impls["project"] = lambda: [stepper.step(x_rows, y_rows, order[lo:lo + batch], lam, eta) for lo in starts]
+    if extra and stepper.gemm is not None:
+        ceiling = SGDStep(copy(), batch, mean, inv_std)
+        ceiling.step(x_rows, y_rows, order[:batch], lam, eta)   # realistic buffer contents
+        # α = −η/b must not be 0: BLAS skips the product then. A tiny η leaves the weights as they are.
+        impls["GEMMs-alone"] = lambda: [gemms_only(ceiling, batch, lam, 1e-9) for _ in starts]
     if extra:
         unfused = SGDStep(copy(), batch, mean, inv_std, fused=False)
         impls["project-unfused"] = lambda: [unfused.step(x_rows, y_rows, order[lo:lo + batch], lam, eta)
                                             for lo in starts]
     plain_p, m_dt, s_dt = copy(), mean.astype(dtype), std.astype(dtype)
-    impls["numpy"] = lambda: [plain_numpy_step(plain_p, x_rows, y_rows, order[lo:lo + batch], m_dt, s_dt, lam, eta)
-                              for lo in starts]
+    plain = lambda: [plain_numpy_step(plain_p, x_rows, y_rows, order[lo:lo + batch], m_dt, s_dt, lam, eta)  # noqa: E731
+                     for lo in starts]
+    impls["numpy"] = plain   # glibc's malloc thresholds raised (mlp.bench.malloc): the plain loop's best case
+    if fresh_malloc and malloc.available():
+        def plain_default_malloc():
+            with malloc.thresholds(malloc.GLIBC_DEFAULT):
+                plain()
+        impls["numpy-default-malloc"] = plain_default_malloc   # as the plain loop runs in a fresh process
     if with_torch:
         import torch
         tstep = TorchStep(copy(), mean, inv_std, lam, threads)
@@ -134,6 +168,7 @@ def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hid
 
     names = list(impls)
     times = {k: [] for k in names}
+    malloc.set_thresholds(malloc.RAISED)
     with threadpool_limits(limits=threads):
         for k in names:  # warm-up: caches, BLAS buffers, torch's first-call setup
             impls[k]()
