@@ -183,3 +183,32 @@ def _status(pid: int) -> bytes:
         return Path(f"/proc/{pid}/status").read_bytes()
     except OSError:
         return b""
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # hydra-core < 1.1 had no callbacks; the sweep needs ≥ 1.3 anyway
+    Callback = object
+
+
+class JobLog(Callback):
+    """A user's Hydra callback (hydra.callbacks.*), for the tests: one JSON line per job event."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def _write(self, event: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(event) + "\n")
+
+    def on_job_start(self, config, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        self._write({"event": "start", "num": HydraConfig.get().job.num, "lambda": config["lambda"],
+                     "seed": config.seed, "has_task_function": kwargs.get("task_function") is not None})
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        ok = job_return.status.name == "COMPLETED"
+        self._write({"event": "end", "lambda": config["lambda"], "seed": config.seed,
+                     "status": job_return.status.name, "cfg_lambda": job_return.cfg["lambda"],
+                     "val_acc": job_return.return_value["val_acc"] if ok else None})

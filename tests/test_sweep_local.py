@@ -1,14 +1,20 @@
 """The default: a private local Ray instance started for the sweep (here with 2 CPUs),
-Hydra's sweep syntax (glob, choice, range, several keys), quiet output."""
+Hydra's sweep syntax (glob, choice, range, several keys), quiet output, a user's Hydra
+callback called for every job that runs."""
 from __future__ import annotations
 
-from sweep_support import SMALL, ray_processes, results, rows, run_sweep, summary, wait_gone
+import json
+
+from sweep_support import ROOT, SMALL, ray_processes, results, rows, run_sweep, summary, wait_gone
 
 
 def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
     before = ray_processes()
+    log = tmp_path / "jobs.jsonl"
+    callback = ["+hydra.callbacks.log._target_=sweep_support.JobLog", f"+hydra.callbacks.log.path={log}"]
+    env = {"RAY_ADDRESS": "", "PYTHONPATH": str(ROOT / "tests")}
     proc = run_sweep(tmp_path, "-m", "experiment=glob(cyclic_1*)", *SMALL, "lambda=choice(0,0.01)",
-                     "seed=range(0,2)", "sweep.ray.num_cpus=2", env_extra={"RAY_ADDRESS": ""})
+                     "seed=range(0,2)", "sweep.ray.num_cpus=2", *callback, env_extra=env)
     assert proc.returncode == 0, proc.stderr
     table = rows(tmp_path / "sw")
     assert sorted((r["experiment"], float(r["lambda"]), int(r["seed"])) for r in table) == \
@@ -19,12 +25,22 @@ def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
     # Ray's own log lines stay off the driver's terminal: only the progress line and the summary
     assert all(line.startswith("[sweep]") for line in proc.stderr.strip().splitlines()), proc.stderr
     assert "4 jobs: 4 ran" in proc.stdout
+    # the callback saw every job start (with Hydra's job number) and end with its result
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    starts = [e for e in events if e["event"] == "start"]
+    ends = {(e["lambda"], e["seed"]): e for e in events if e["event"] == "end"}
+    assert sorted(e["num"] for e in starts) == [0, 1, 2, 3] and all(e["has_task_function"] for e in starts)
+    by_key = {(r["lambda"], r["seed"]): r for r in results(tmp_path / "sw")}
+    assert set(ends) == set(by_key)
+    for key, e in ends.items():
+        assert e["status"] == "COMPLETED" and e["cfg_lambda"] == key[0] and e["val_acc"] == by_key[key]["val_acc"]
     # the local instance is gone with the driver (its start overlapped the jobs' composition)
     assert not wait_gone(ray_processes() - before)
     assert s["ray_start_s"] > 0 and s["ray_shutdown_s"] >= 0
     # the same command again in the same folder: everything is stored, so Ray is not even started
     again = run_sweep(tmp_path, "-m", "experiment=glob(cyclic_1*)", *SMALL, "lambda=choice(0,0.01)",
-                      "seed=range(0,2)", "sweep.ray.num_cpus=2", env_extra={"RAY_ADDRESS": ""})
+                      "seed=range(0,2)", "sweep.ray.num_cpus=2", *callback, env_extra=env)
     assert again.returncode == 0, again.stderr
     s = summary(tmp_path / "sw")
     assert (s["ran"], s["cached"], s["ray_address"]) == (0, 4, None)
+    assert len(log.read_text().splitlines()) == len(events)  # cached jobs run nothing: no events

@@ -25,17 +25,19 @@ class MlpRayLauncher(Launcher):
     def __init__(self) -> None:
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
+        self.task_function: Optional[TaskFunction] = None
         self.runner = None
         self.stage: Optional[str] = None  # set by the sweeper for a search's stages
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config, self.hydra_context = config, hydra_context
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def get_runner(self):
         if self.runner is None:
             from mlp.sweep.launch import SweepRunner
 
-            self.runner = SweepRunner(self.config, self.hydra_context.config_loader)
+            self.runner = SweepRunner(self.config, self.hydra_context.config_loader,
+                                      callbacks=self.hydra_context.callbacks, task_function=self.task_function)
         return self.runner
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -40,6 +40,7 @@ class Job:
     subdir: str
     stage: str | None = None
     swept: dict = field(default_factory=dict)
+    composed: DictConfig | None = None   # the whole job config, hydra node included (for callbacks)
 
 
 def compose_error(exc: Exception) -> str:
@@ -85,8 +86,9 @@ def start_ray_early(master: DictConfig) -> bool:
 class SweepRunner:
     """One per sweep; launch() may be called several times (a search's stages)."""
 
-    def __init__(self, master: DictConfig, config_loader):
+    def __init__(self, master: DictConfig, config_loader, callbacks=None, task_function=None):
         self.master, self.loader = master, config_loader
+        self.callbacks, self.task_function = callbacks, task_function
         self.settings = master.sweep
         check_settings(self.settings)
         self.cwd = Path.cwd()
@@ -120,7 +122,7 @@ class SweepRunner:
         except UserError as exc:
             raise UserError(f"{exc} (job {num}: {' '.join(overrides)})") from None
         plain = OmegaConf.to_container(task_cfg, resolve=True)
-        return Job(num, list(overrides), plain, config_hash(plain), subdir, stage)
+        return Job(num, list(overrides), plain, config_hash(plain), subdir, stage, composed=cfg)
 
     def _note_swept(self, jobs: list[Job]) -> None:
         values: dict[str, set] = {}
@@ -182,7 +184,10 @@ class SweepRunner:
         remote = ray.remote(mlp_sweep_job).options(num_cpus=cpus, max_retries=int(self.settings.max_retries),
                                                    retry_exceptions=False)
         slots = max(1, int(ray_session.cluster_cpus() // cpus))
-        pending = {remote.remote(job.cfg): job for job in todo}
+        pending = {}
+        for job in todo:
+            self._callback("on_job_start", job, task_function=self.task_function)
+            pending[remote.remote(job.cfg)] = job
         progress.running = min(len(pending), slots)
         progress.show()
         while pending:
@@ -198,6 +203,7 @@ class SweepRunner:
                               "lambda": job.cfg.get("lambda")}
                 status = "ok" if result.get("status") == "ok" else "failed"
                 returns[job.num] = self._record(job, result, status)
+                self._callback("on_job_end", job, job_return=returns[job.num])
                 self.counts["ran"] += 1
                 if status == "ok":
                     progress.done += 1
@@ -206,6 +212,15 @@ class SweepRunner:
                     self.counts["failed"] += 1
             progress.running = min(len(pending), slots)
             progress.show()
+
+    def _callback(self, event: str, job: Job, **kwargs) -> None:
+        """Hydra's per-job callbacks (hydra.callbacks), called on the driver: the job itself runs
+        in a Ray worker without Hydra, and its JobReturn exists only here. Cached jobs run no
+        job, so they get none."""
+        if self.callbacks is None or job.composed is None:
+            return
+        HydraConfig.instance().set_config(job.composed)
+        getattr(self.callbacks, event)(config=job.composed, **kwargs)
 
     def _record(self, job: Job, result: dict, status: str) -> JobReturn:
         """Write the job's files (result.json or failed.json, results.csv) and build its JobReturn."""
@@ -235,6 +250,9 @@ class SweepRunner:
         self._write_csv()
         ret = JobReturn(overrides=job.overrides, working_dir=str(job_dir), task_name="mlp_sweep_job",
                         status=JobStatus.FAILED if status == "failed" else JobStatus.COMPLETED)
+        if job.composed is not None:
+            ret.cfg = OmegaConf.masked_copy(job.composed, [k for k in job.composed if k != "hydra"])
+            ret.hydra_cfg = OmegaConf.create({"hydra": job.composed.hydra})
         ret.return_value = JobFailed(result.get("error", "failed")) if status == "failed" else result
         return ret
 
