@@ -11,7 +11,14 @@ import numpy as np
 from mlp import model
 from mlp.data import Split
 
-EVAL_CHUNK = 1000
+# Rows per chunk: the float chunk is ~4 MiB, so the conversion's output is still in cache
+# when the GEMM reads it (1,000 rows = 24 MiB of float64 ran 20 % slower: 94k vs 114k
+# samples/s at 1 thread; float32 205k vs 240k).
+EVAL_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def chunk_rows(d: int, dtype) -> int:
+    return max(1, EVAL_CHUNK_BYTES // (d * np.dtype(dtype).itemsize))
 
 
 def folded_params(params: dict[str, np.ndarray], mean: np.ndarray, inv_std: np.ndarray) -> dict[str, np.ndarray]:
@@ -25,12 +32,13 @@ def folded_params(params: dict[str, np.ndarray], mean: np.ndarray, inv_std: np.n
 def evaluate(params: dict[str, np.ndarray], split: Split, mean: np.ndarray, inv_std: np.ndarray,
              lam: float, penalty: float | None = None) -> dict[str, float]:
     folded = folded_params(params, mean, inv_std)
-    buf = np.empty((min(EVAL_CHUNK, len(split)), split.x.shape[1]), dtype=params["W1"].dtype)
+    chunk = chunk_rows(split.x.shape[1], params["W1"].dtype)
+    buf = np.empty((min(chunk, len(split)), split.x.shape[1]), dtype=params["W1"].dtype)
     loss_sum, correct = 0.0, 0
-    for lo in range(0, len(split), EVAL_CHUNK):
-        y = split.y[lo:lo + EVAL_CHUNK]
+    for lo in range(0, len(split), chunk):
+        y = split.y[lo:lo + chunk]
         x = buf[:len(y)]
-        np.copyto(x, split.x[lo:lo + EVAL_CHUNK], casting="unsafe")
+        np.copyto(x, split.x[lo:lo + chunk], casting="unsafe")
         s = model.scores(folded, x)
         loss_sum += float(model.cross_entropy_sum(s, y))
         correct += int((s.argmax(axis=1) == y).sum())
