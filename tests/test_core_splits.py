@@ -49,3 +49,15 @@ def test_non_consecutive_batches_and_limit():
 def test_bad_splits(kw, message):
     with pytest.raises(UserError, match=message):
         build_dataset(raw_data(), split(**kw), 20)
+
+
+def test_feature_stats_exact_over_many_chunks():
+    """Several STATS_CHUNK chunks, including all-255 columns (the largest per-chunk uint32 sums)."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, size=(1_337, 64), dtype=np.uint8)
+    x[:, :4] = 255
+    mean, inv_std = feature_stats(x)
+    xf = x.astype(np.float64)
+    np.testing.assert_allclose(mean, xf.mean(axis=0), rtol=1e-14)
+    std = xf.std(axis=0)
+    np.testing.assert_allclose(inv_std, 1.0 / np.where(std > 0, std, 1.0), rtol=1e-9)
