@@ -92,3 +92,16 @@ def write_json_atomic(path: Path, obj) -> None:
 def fail(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def compose_error(exc: Exception) -> str:
+    """Hydra's multi-line composition errors as one line."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    cause = exc.__cause__
+    first = lines[0] if lines else type(exc).__name__
+    if first.startswith("Could not override '"):
+        key = first.split("'")[1]
+        return f"unknown key '{key}' (not in the config; check its spelling)"
+    if cause is not None and str(cause).strip():
+        first += f" ({str(cause).strip().splitlines()[0]})"
+    return first

@@ -19,8 +19,8 @@ from mlp.gradcheck import check_case
 from mlp.model import init_params
 from mlp.train import train
 from mlp.validate import check_config, check_data_fits
+from mlp.version import RESULT_VERSION  # noqa: F401  (re-exported: result.json's layout)
 
-RESULT_VERSION = 1
 
 
 def draw_lambda(search_cfg, seed: int) -> float:

@@ -18,8 +18,8 @@ from omegaconf import DictConfig  # noqa: E402
 
 from mlp.cli import fail  # noqa: E402
 from mlp.errors import UserError  # noqa: E402
-from mlp.sweep.launch import start_ray_early  # noqa: E402
 from mlp.sweep.preflight import preflight  # noqa: E402
+from mlp.sweep.ray_session import start_early_if_useful  # noqa: E402  (light: Ray itself loads on its thread)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sweep")
@@ -34,5 +34,5 @@ if __name__ == "__main__":
     except UserError as exc:
         fail(str(exc))
     if primary is not None:
-        start_ray_early(primary)
+        start_early_if_useful(primary)
     main()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlp.experiment import RESULT_VERSION
+from mlp.version import RESULT_VERSION
 from mlp.sweep.store import is_placement_key
 
 RESULT_NAME = "result.json"

@@ -18,7 +18,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import mlp.sweep as sweep_pkg
-from mlp.cli import absolutize_paths, write_json_atomic
+from mlp.cli import absolutize_paths, compose_error, write_json_atomic
 from mlp.errors import UserError
 from mlp.sweep import ray_session
 from mlp.sweep.progress import Progress
@@ -43,44 +43,12 @@ class Job:
     composed: DictConfig | None = None   # the whole job config, hydra node included (for callbacks)
 
 
-def compose_error(exc: Exception) -> str:
-    """Hydra's multi-line composition errors as one line."""
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    cause = exc.__cause__
-    first = lines[0] if lines else type(exc).__name__
-    if first.startswith("Could not override '"):
-        key = first.split("'")[1]
-        return f"unknown key '{key}' (not in the config; check its spelling)"
-    if cause is not None and str(cause).strip():
-        first += f" ({str(cause).strip().splitlines()[0]})"
-    return first
-
-
 def check_settings(settings) -> None:
     cpus, retries = settings.cpus_per_job, settings.max_retries
     if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
         raise UserError(f"sweep.cpus_per_job={cpus!r} must be a whole number ≥ 1 (it is also the job's BLAS threads)")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise UserError(f"sweep.max_retries={retries!r} must be a whole number ≥ 0")
-
-
-def start_ray_early(master: DictConfig) -> bool:
-    """Start Ray on a background thread while Hydra composes and checks the jobs (about 1 s
-    of a sweep's start-up here), unless the sweep folder already holds results: a resumed
-    sweep may need no Ray at all. The launcher waits for it before the first job; a job that
-    fails its checks still stops the sweep before any job starts. Returns whether it started."""
-    try:
-        if "mlp_ray_launcher" not in str(master.hydra.launcher.get("_target_", "")):
-            return False
-        settings = master.sweep
-        sweep_dir = Path.cwd() / str(master.hydra.sweep.dir)
-        if not settings.force and (sweep_dir / "results.csv").exists():
-            return False
-        ray_cfg = settings.ray
-    except Exception:  # anything odd in the config: the launcher reports it, and starts Ray itself
-        return False
-    ray_session.start_early(ray_cfg)
-    return True
 
 
 class SweepRunner:

@@ -11,7 +11,7 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 
-from mlp.cli import CONF_DIR, check_groups
+from mlp.cli import CONF_DIR, check_groups, compose_error
 from mlp.errors import UserError
 
 GROUPS = ("experiment", "data", "launcher")
@@ -22,8 +22,6 @@ def preflight(argv: list[str], config_name: str):
     """Check argv; returns the composed primary config (None for Hydra's --help/--cfg/... paths)."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
-    from mlp.sweep.launch import compose_error
 
     args, _ = get_args_parser().parse_known_args(argv)
     if any(getattr(args, flag, None) for flag in INFO_FLAGS):

@@ -91,6 +91,25 @@ def start_early(ray_cfg) -> None:
         _early.start()
 
 
+def start_early_if_useful(master) -> bool:
+    """Start Ray on a background thread while Hydra composes and checks the jobs (about 1 s
+    of a sweep's start-up here), unless the sweep folder already holds results: a resumed
+    sweep may need no Ray at all. The launcher waits for it before the first job; a job that
+    fails its checks still stops the sweep before any job starts. Returns whether it started."""
+    try:
+        if "mlp_ray_launcher" not in str(master.hydra.launcher.get("_target_", "")):
+            return False
+        settings = master.sweep
+        sweep_dir = Path.cwd() / str(master.hydra.sweep.dir)
+        if not settings.force and (sweep_dir / "results.csv").exists():
+            return False
+        ray_cfg = settings.ray
+    except Exception:  # anything odd in the config: the launcher reports it, and starts Ray itself
+        return False
+    start_early(ray_cfg)
+    return True
+
+
 def connect(ray_cfg) -> dict:
     """ray.init for the sweep; returns {"address", "start_s", "local"}. Raises UserError on failure.
 

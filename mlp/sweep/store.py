@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from mlp.cli import write_json_atomic
-from mlp.experiment import RESULT_VERSION
+from mlp.version import RESULT_VERSION
 
 # Keys that say how or where a job runs, not what it computes (the report groups runs by the same rule).
 PLACEMENT_KEYS = ("sweep", "hydra", "train.blas_threads", "data.cache_dir")
