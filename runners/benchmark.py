@@ -97,6 +97,11 @@ def part_step(args, rows: list[Row], peaks: dict) -> None:
             for name, ratio in res.ratios.items():
                 rows.append(Row("step", f"ratio {name}, {label}", ratio, "×",
                                 f"median of {res.repeats} interleaved blocks of {res.steps} steps"))
+            fresh = steps.plain_in_fresh_process(dtype, t, args.steps, max(3, args.repeats // 3))
+            rows.append(Row("step", f"numpy step in a fresh process, batch 100, {label}", fresh, "samples/s",
+                            "glibc malloc as a new process starts: the loop's temporaries page-fault every step"))
+            rows.append(Row("step", f"ratio project/numpy-fresh-process, {label}", res.samples_per_s["project"] / fresh,
+                            "×", "project's in-process median / the child's median (not interleaved)"))
             if no_torch:
                 rows.append(Row("step", f"pytorch step, batch 100, {label}", NAN, "samples/s", no_torch))
 

@@ -2,6 +2,8 @@
 
 No timing assertions here (the benchmark reports figures; it is not a test of them)."""
 import csv
+
+import pytest
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ def test_benchmark_quick_writes_its_table(tmp_path):
         assert f"project step, batch 100, {dtype}, 1 thread" in names
         assert f"numpy step, batch 100, {dtype}, 1 thread" in names
         assert f"ratio project/numpy, {dtype}, 1 thread" in names
+        assert f"numpy step in a fresh process, batch 100, {dtype}, 1 thread" in names
     for r in rows:
         if r["name"].startswith(("project step", "numpy step", "GEMM peak", "ratio project/numpy")):
             assert float(r["value"]) > 0, r
@@ -38,3 +41,12 @@ def test_benchmark_rejects_unknown_part(tmp_path):
     assert proc.returncode == 2
     assert "warp" in proc.stderr and "allowed" in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_malloc_thresholds_are_set_on_glibc():
+    """The benchmark pins glibc's thresholds so the plain loop's timing does not depend on history."""
+    from mlp.bench import malloc
+
+    if sys.platform != "linux":
+        pytest.skip("glibc's mallopt is Linux-only")
+    assert malloc.set_thresholds(malloc.RAISED)

@@ -6,16 +6,16 @@ heap top when freed, so every step page-faults ~1,200 pages in again: measured h
 plain loop then runs at less than half its speed. glibc raises both thresholds by itself
 once the process frees a bigger mmapped block, so whether it does depends on what ran
 before (PyTorch's step in the same process, for one). Setting them explicitly makes the
-timing independent of the process's history and lets the benchmark time the plain loop
-both ways, interleaved in one process. The project's step allocates nothing batch-sized.
+timing independent of the process's history (the plain loop at its best); the benchmark
+times the plain loop as a fresh process runs it in a child process (steps.plain_in_fresh_process):
+once a process's heap has grown, lowering the thresholds again does not bring the faults
+back. The project's step allocates nothing batch-sized.
 """
 from __future__ import annotations
 
 import ctypes
-from contextlib import contextmanager
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3        # glibc's mallopt parameter numbers
-GLIBC_DEFAULT = (128 * 1024, 128 * 1024)           # (mmap, trim) of a fresh process
 RAISED = (32 * 1024 * 1024, 64 * 1024 * 1024)     # glibc's own ceiling for mmap, trim at twice that
 
 
@@ -26,10 +26,6 @@ def _mallopt():
         return None
 
 
-def available() -> bool:
-    return _mallopt() is not None
-
-
 def set_thresholds(thresholds: tuple[int, int]) -> bool:
     """(mmap, trim) thresholds in bytes; True when glibc took both."""
     fn = _mallopt()
@@ -37,13 +33,3 @@ def set_thresholds(thresholds: tuple[int, int]) -> bool:
         return False
     mmap, trim = thresholds
     return fn(M_MMAP_THRESHOLD, int(mmap)) == 1 and fn(M_TRIM_THRESHOLD, int(trim)) == 1
-
-
-@contextmanager
-def thresholds(during: tuple[int, int], then: tuple[int, int] = RAISED):
-    """Run the block with `during` in force, then leave `then` in force."""
-    set_thresholds(during)
-    try:
-        yield
-    finally:
-        set_thresholds(then)

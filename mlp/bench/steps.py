@@ -7,8 +7,12 @@ every ratio is the median of per-repeat ratios of neighbouring measurements.
 """
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
@@ -126,7 +130,7 @@ def make_rows(n: int, d_in: int, n_classes: int, seed: int) -> tuple[np.ndarray,
 
 def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hidden: int = 50,
             n_classes: int = 10, n_rows: int = 10_000, lam: float = 0.01, eta: float = 0.01,
-            with_torch: bool = True, extra: bool = False, seed: int = 0, fresh_malloc: bool = True) -> StepResult:
+            with_torch: bool = True, extra: bool = False, seed: int = 0) -> StepResult:
     """Interleaved timing of `steps` steps per implementation, `repeats` times, with glibc's
     malloc thresholds raised (set explicitly, so loading PyTorch or not changes nothing)."""
     dtype = np.dtype(dtype)
@@ -155,11 +159,6 @@ def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hid
     plain = lambda: [plain_numpy_step(plain_p, x_rows, y_rows, order[lo:lo + batch], m_dt, s_dt, lam, eta)  # noqa: E731
                      for lo in starts]
     impls["numpy"] = plain   # glibc's malloc thresholds raised (mlp.bench.malloc): the plain loop's best case
-    if fresh_malloc and malloc.available():
-        def plain_default_malloc():
-            with malloc.thresholds(malloc.GLIBC_DEFAULT):
-                plain()
-        impls["numpy-default-malloc"] = plain_default_malloc   # as the plain loop runs in a fresh process
     if with_torch:
         import torch
         tstep = TorchStep(copy(), mean, inv_std, lam, threads)
@@ -183,3 +182,35 @@ def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hid
               for k in names if k != "project"}
     gf = {k: flops * steps / statistics.median(v) / 1e9 for k, v in times.items()}
     return StepResult(dtype.name, threads, sps, ratios, gf, repeats, steps)
+
+
+def plain_in_fresh_process(dtype, threads: int, steps: int, repeats: int) -> float:
+    """Median samples/s of the plain NumPy loop in a new Python process, glibc left as it
+    starts (the loop as a user runs it): its batch-sized temporaries are mmapped and
+    page-faulted in every step there, which no setting inside this process can undo."""
+    code = ("import json, sys; from mlp.bench.steps import plain_blocks; "
+            f"print(json.dumps(plain_blocks({np.dtype(dtype).name!r}, {threads}, {steps}, {repeats})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    return statistics.median(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def plain_blocks(dtype, threads: int, steps: int, repeats: int, batch: int = 100, n_rows: int = 10_000,
+                 lam: float = 0.01, eta: float = 0.01, seed: int = 0) -> list[float]:
+    """samples/s of `repeats` blocks of the plain loop after one warm-up block (same data and
+    index stream as measure())."""
+    dtype = np.dtype(dtype)
+    x_rows, y_rows = make_rows(n_rows, 3072, 10, seed)
+    mean, std = x_rows.mean(axis=0).astype(dtype), x_rows.std(axis=0).astype(dtype)
+    p = init_params(x_rows.shape[1], 50, 10, np.random.default_rng(seed), dtype)
+    order = np.random.default_rng([seed, 1]).permutation(n_rows)
+    starts = [(j * batch) % (n_rows - batch + 1) for j in range(steps)]
+    rates = []
+    with threadpool_limits(limits=threads):
+        for r in range(repeats + 1):
+            t0 = time.perf_counter()
+            for lo in starts:
+                plain_numpy_step(p, x_rows, y_rows, order[lo:lo + batch], mean, std, lam, eta)
+            if r:
+                rates.append(batch * steps / (time.perf_counter() - t0))
+    return rates
