@@ -2,11 +2,11 @@
 
 No timing assertions here (the benchmark reports figures; it is not a test of them)."""
 import csv
-
-import pytest
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
