@@ -24,6 +24,13 @@ from mlp.model import init_params
 from mlp.sgd import SGDStep
 
 
+# Pause before each multi-threaded block: the implementations use three thread pools (NumPy's
+# OpenBLAS, SciPy's OpenBLAS, PyTorch's OpenMP) whose idle threads spin for a while after
+# their last call and take a core from the next block (project at 2 threads: 34k samples/s
+# right after other pools' blocks, 73k alone).
+SETTLE_S = 0.5
+
+
 def step_flops(batch: int, d_in: int, hidden: int, n_classes: int) -> int:
     """Multiply-adds ×2 of one step: forward X·W1ᵀ, H·W2ᵀ; backward Gᵀ·H, G·W2, Ghᵀ·X."""
     return 4 * batch * d_in * hidden + 6 * batch * hidden * n_classes
@@ -173,6 +180,8 @@ def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hid
             impls[k]()
         for r in range(repeats):
             for k in names[r % len(names):] + names[:r % len(names)]:
+                if threads > 1:
+                    time.sleep(SETTLE_S)
                 t0 = time.perf_counter()
                 impls[k]()
                 times[k].append(time.perf_counter() - t0)
