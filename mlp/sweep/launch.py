@@ -236,6 +236,9 @@ class SweepRunner:
         summary = {**self.counts, "sweep_dir": str(self.sweep_dir), "started_at": sweep_pkg.STARTED_AT,
                    "finished_at": finished_at, "wall_s": finished_at - sweep_pkg.STARTED_AT,
                    "ray_address": info.get("address"), "ray_start_s": info.get("start_s"),
+                   "ray_start_began_after_s": (info["began_at"] - sweep_pkg.STARTED_AT if "began_at" in info else None),
+                   "ray_ready_to_first_job_s": (self.first_task_started_at - info["began_at"] - info["start_s"]
+                                                if self.first_task_started_at and "began_at" in info else None),
                    "first_task_started_at": self.first_task_started_at,
                    "startup_to_first_job_s": (self.first_task_started_at - sweep_pkg.STARTED_AT
                                               if self.first_task_started_at else None),

@@ -111,7 +111,7 @@ def start_early_if_useful(master) -> bool:
 
 
 def connect(ray_cfg) -> dict:
-    """ray.init for the sweep; returns {"address", "start_s", "local"}. Raises UserError on failure.
+    """ray.init for the sweep; returns {"address", "start_s", "local", "began_at"}. Raises UserError on failure.
 
     start_s (Ray start-up) counts importing Ray, probing the address and ray.init: when Ray was
     started early, the time that start took on its thread, not the (shorter) wait for it."""
@@ -121,7 +121,7 @@ def connect(ray_cfg) -> dict:
 
 
 def _connect(ray_cfg) -> dict:
-    start = time.perf_counter()
+    start, began_at = time.perf_counter(), time.time()
     import ray
 
     address = str(ray_cfg.address or "local")
@@ -134,7 +134,7 @@ def _connect(ray_cfg) -> dict:
         raise UserError(f"sweep.ray.address={address} is a dashboard/job-submission URL; give the cluster's "
                         f"host:port (e.g. 127.0.0.1:6379), or submit the sweep with `ray job submit`")
     if ray.is_initialized():
-        return {"address": address, "start_s": 0.0, "local": False}
+        return {"address": address, "start_s": 0.0, "local": False, "began_at": began_at}
     try:
         if address == "local":
             kwargs = dict(include_dashboard=False,
@@ -156,7 +156,8 @@ def _connect(ray_cfg) -> dict:
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError from ray.init
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"cannot start or reach Ray at address={address}: {first}") from None
-    return {"address": address, "start_s": time.perf_counter() - start, "local": address == "local"}
+    return {"address": address, "start_s": time.perf_counter() - start, "local": address == "local",
+            "began_at": began_at}
 
 
 def cluster_cpus() -> float:
