@@ -55,6 +55,15 @@ def test_config_hash_keys_what_a_job_computes():
     assert config_hash(_cfg(**{"lambda": 1})) == config_hash(_cfg(**{"lambda": 1.0}))
 
 
+def test_config_hash_changes_with_the_numerics_version(monkeypatch):
+    """A stored result of older arithmetic is not served for a run of this code."""
+    import mlp.sweep.store as store
+
+    base = config_hash(_cfg())
+    monkeypatch.setattr(store, "NUMERICS_VERSION", store.NUMERICS_VERSION + 1)
+    assert config_hash(_cfg()) != base
+
+
 def test_store_round_trip_and_ignores_mismatched_entries(tmp_path):
     store = ResultStore(tmp_path)
     assert store.get("abc") is None

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from mlp.cli import write_json_atomic
-from mlp.version import RESULT_VERSION
+from mlp.version import NUMERICS_VERSION, RESULT_VERSION
 
 # Keys that say how or where a job runs, not what it computes (the report groups runs by the same rule).
 PLACEMENT_KEYS = ("sweep", "hydra", "train.blas_threads", "data.cache_dir")
@@ -23,7 +23,8 @@ def is_placement_key(dotted: str) -> bool:
 
 
 def config_hash(cfg: dict) -> str:
-    """sha256 of the resolved config (minus run-placement keys) and the result format version."""
+    """sha256 of the resolved config (minus run-placement keys), the result format version and
+    the numerics version (results of older arithmetic are not reused)."""
     cfg = json.loads(json.dumps(cfg))  # deep copy, plain types
     for path in IGNORED_KEYS:
         node = cfg
@@ -33,7 +34,7 @@ def config_hash(cfg: dict) -> str:
             node.pop(path[-1], None)
     if isinstance(cfg.get("lambda"), int):  # lambda=1 and lambda=1.0 are the same job
         cfg["lambda"] = float(cfg["lambda"])
-    blob = json.dumps({"v": RESULT_VERSION, "cfg": cfg}, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps({"v": RESULT_VERSION, "n": NUMERICS_VERSION, "cfg": cfg}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
