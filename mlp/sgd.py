@@ -36,8 +36,8 @@ except ImportError:  # pragma: no cover - exercised only where SciPy is absent
 
 _GEMM_NAMES = {np.dtype(np.float64): "dgemm", np.dtype(np.float32): "sgemm"}
 # W1's memory order for the fused step, per dtype: the order whose forward + W1-update
-# GEMM pair is faster here (OpenBLAS 0.3.30, 1 thread, 100 × 3072 × 50; /usr/bin/env
-# python runners/benchmark.py --parts step measures the result): float64 row-major
+# GEMM pair is faster here (OpenBLAS 0.3.30, 1 thread, 100 × 3072 × 50; `python
+# runners/benchmark.py --parts step` measures the result): float64 row-major
 # 1525 µs vs column-major 1633 µs; float32 column-major 784 µs vs row-major 850 µs.
 W1_ORDER = {np.dtype(np.float64): "C", np.dtype(np.float32): "F"}
 
