@@ -48,6 +48,22 @@ def fused_gemm(dtype):
     return getattr(_blas, name) if (_blas is not None and name) else None
 
 
+def times_w1t(gemm, w1: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """out ← X W1ᵀ (row-major, n × m) through BLAS, read straight from W1 in either memory order."""
+    if w1.flags.c_contiguous:  # row-major out is column-major outᵀ = W1 Xᵀ
+        gemm(1.0, w1.T, x.T, 0.0, out.T, trans_a=1, overwrite_c=1)
+    else:
+        gemm(1.0, w1, x.T, 0.0, out.T, overwrite_c=1)
+
+
+def update_w1(gemm, w1: np.ndarray, gh: np.ndarray, x: np.ndarray, alpha: float, beta: float) -> None:
+    """W1 ← β W1 + α Ghᵀ X in place, for W1 in either memory order."""
+    if w1.flags.c_contiguous:  # row-major W1 is column-major W1ᵀ ← β W1ᵀ + α Xᵀ Gh
+        gemm(alpha, x.T, gh.T, beta, w1.T, trans_b=1, overwrite_c=1)
+    else:
+        gemm(alpha, gh.T, x.T, beta, w1, trans_b=1, overwrite_c=1)
+
+
 class SGDStep:
     """Buffers and GEMM calls of one step. May replace params["W1"] by a copy in the memory
     order W1_ORDER picks for its dtype (same values), so callers read params["W1"] afresh."""
@@ -63,7 +79,6 @@ class SGDStep:
         w1, w2 = params["W1"], params["W2"]
         hidden, d_in = w1.shape
         n_classes = w2.shape[0]
-        self.w1_row_major = bool(w1.flags.c_contiguous)
         self.scale = np.asarray(inv_std, dtype=np.float64).astype(dtype)
         self.offset = (np.asarray(mean, dtype=np.float64) * inv_std).astype(dtype)
         self.raw = np.empty((batch_size, d_in), dtype=np.uint8)
@@ -77,7 +92,7 @@ class SGDStep:
         self._scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def scores_buffer(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """(b × K scores, column-major; flat offsets of each row in it), one pair per batch size.
+        """(b × K scores, column-major; the row indices 0..b−1), one pair per batch size.
 
         Column-major, the softmax's reductions over the K classes of each row run as
         elementwise operations over whole columns instead of K-long row reductions."""
@@ -109,10 +124,8 @@ class SGDStep:
         s, rows = self.scores_buffer(b)
         if gemm is None:
             np.matmul(x, p["W1"].T, out=s1)
-        elif self.w1_row_major:  # row-major S1 is column-major S1ᵀ = W1 Xᵀ
-            gemm(1.0, p["W1"].T, x.T, 0.0, s1.T, trans_a=1, overwrite_c=1)
         else:
-            gemm(1.0, p["W1"], x.T, 0.0, s1.T, overwrite_c=1)
+            times_w1t(gemm, p["W1"], x, s1)
         h = s1[:b]
         np.subtract(p["b1"], s1[b], out=self.bias)   # b1 − o·W1ᵀ
         h += self.bias
@@ -178,9 +191,6 @@ class SGDStep:
         alpha, beta = -eta / b, 1.0 - 2.0 * eta * lam
         # Row-major W (k × n) is column-major Wᵀ (n × k): BLAS updates Wᵀ ← β Wᵀ + α Aᵀ G in place.
         self.gemm(alpha, h.T, s, beta, p["W2"].T, overwrite_c=1)
-        if self.w1_row_major:
-            self.gemm(alpha, x.T, gh.T, beta, p["W1"].T, trans_b=1, overwrite_c=1)
-        else:  # column-major W1 ← β W1 + α Ghᵀ X
-            self.gemm(alpha, gh.T, x.T, beta, p["W1"], trans_b=1, overwrite_c=1)
+        update_w1(self.gemm, p["W1"], gh, x, alpha, beta)
         p["b2"] += alpha * s.sum(axis=0)
         p["b1"] -= alpha * gh[b]

@@ -12,8 +12,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from mlp.bench import malloc
 from mlp.model import init_params
-from mlp.sgd import SGDStep
+from mlp.sgd import SGDStep, times_w1t, update_w1
 
 
 # Pause before each multi-threaded block: the implementations use three thread pools (NumPy's
@@ -68,17 +68,11 @@ def gemms_only(stepper: SGDStep, b: int, lam: float, eta: float) -> None:
     x, s1, gh = stepper.x[:b + 1], stepper.s1[:b + 1], stepper.gh[:b + 1]
     s = stepper.scores_buffer(b)[0]
     alpha, beta = -eta / b, 1.0 - 2.0 * eta * lam
-    if stepper.w1_row_major:
-        g(1.0, p["W1"].T, x.T, 0.0, s1.T, trans_a=1, overwrite_c=1)
-    else:
-        g(1.0, p["W1"], x.T, 0.0, s1.T, overwrite_c=1)
+    times_w1t(g, p["W1"], x, s1)
     g(1.0, s1[:b].T, p["W2"].T, 0.0, s, trans_a=1, overwrite_c=1)
     g(1.0, p["W2"].T, s, 0.0, gh[:b].T, trans_b=1, overwrite_c=1)
     g(alpha, s1[:b].T, s, beta, p["W2"].T, overwrite_c=1)
-    if stepper.w1_row_major:
-        g(alpha, x.T, gh.T, beta, p["W1"].T, trans_b=1, overwrite_c=1)
-    else:
-        g(alpha, gh.T, x.T, beta, p["W1"], trans_b=1, overwrite_c=1)
+    update_w1(g, p["W1"], gh, x, alpha, beta)
 
 
 class TorchStep:
