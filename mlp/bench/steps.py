@@ -129,20 +129,40 @@ def make_rows(n: int, d_in: int, n_classes: int, seed: int) -> tuple[np.ndarray,
             rng.integers(0, n_classes, size=n).astype(np.uint8))
 
 
+@dataclass
+class Workload:
+    """What every implementation trains on: the same uint8 rows, statistics, initial weights
+    and index stream (measure() and the fresh-process plain loop alike)."""
+    x_rows: np.ndarray
+    y_rows: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    init: dict[str, np.ndarray]
+    order: np.ndarray
+    starts: list[int]
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.init.items()}
+
+
+def workload(dtype, steps: int, batch: int = 100, hidden: int = 50, n_classes: int = 10,
+             n_rows: int = 10_000, seed: int = 0) -> Workload:
+    x_rows, y_rows = make_rows(n_rows, 3072, n_classes, seed)
+    return Workload(x_rows, y_rows, x_rows.mean(axis=0), x_rows.std(axis=0),
+                    init_params(x_rows.shape[1], hidden, n_classes, np.random.default_rng(seed), np.dtype(dtype)),
+                    np.random.default_rng([seed, 1]).permutation(n_rows),
+                    [(j * batch) % (n_rows - batch + 1) for j in range(steps)])
+
+
 def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hidden: int = 50,
             n_classes: int = 10, n_rows: int = 10_000, lam: float = 0.01, eta: float = 0.01,
             with_torch: bool = True, extra: bool = False, seed: int = 0) -> StepResult:
     """Interleaved timing of `steps` steps per implementation, `repeats` times, with glibc's
     malloc thresholds raised (set explicitly, so loading PyTorch or not changes nothing)."""
     dtype = np.dtype(dtype)
-    x_rows, y_rows = make_rows(n_rows, 3072, n_classes, seed)
-    mean = x_rows.mean(axis=0)
-    std = x_rows.std(axis=0)
+    w = workload(dtype, steps, batch, hidden, n_classes, n_rows, seed)
+    x_rows, y_rows, mean, std, order, starts, copy = w.x_rows, w.y_rows, w.mean, w.std, w.order, w.starts, w.params
     inv_std = 1.0 / std
-    init = init_params(x_rows.shape[1], hidden, n_classes, np.random.default_rng(seed), dtype)
-    order = np.random.default_rng([seed, 1]).permutation(n_rows)
-    starts = [(j * batch) % (n_rows - batch + 1) for j in range(steps)]
-    copy = lambda: {k: v.copy() for k, v in init.items()}  # noqa: E731
 
     impls: dict[str, Callable[[], None]] = {}
     stepper = SGDStep(copy(), batch, mean, inv_std)   # exactly as mlp/train.py builds and calls it
@@ -203,17 +223,14 @@ def plain_blocks(dtype, threads: int, steps: int, repeats: int, batch: int = 100
     """samples/s of `repeats` blocks of the plain loop after one warm-up block (same data and
     index stream as measure())."""
     dtype = np.dtype(dtype)
-    x_rows, y_rows = make_rows(n_rows, 3072, 10, seed)
-    mean, std = x_rows.mean(axis=0).astype(dtype), x_rows.std(axis=0).astype(dtype)
-    p = init_params(x_rows.shape[1], 50, 10, np.random.default_rng(seed), dtype)
-    order = np.random.default_rng([seed, 1]).permutation(n_rows)
-    starts = [(j * batch) % (n_rows - batch + 1) for j in range(steps)]
+    w = workload(dtype, steps, batch, n_rows=n_rows, seed=seed)
+    mean, std, p = w.mean.astype(dtype), w.std.astype(dtype), w.params()
     rates = []
     with threadpool_limits(limits=threads):
         for r in range(repeats + 1):
             t0 = time.perf_counter()
-            for lo in starts:
-                plain_numpy_step(p, x_rows, y_rows, order[lo:lo + batch], mean, std, lam, eta)
+            for lo in w.starts:
+                plain_numpy_step(p, w.x_rows, w.y_rows, w.order[lo:lo + batch], mean, std, lam, eta)
             if r:
                 rates.append(batch * steps / (time.perf_counter() - t0))
     return rates
