@@ -36,11 +36,11 @@ class Job:
     num: int
     overrides: list[str]
     cfg: dict                      # resolved, plain data: what the Ray task receives
+    composed: DictConfig           # the whole job config, hydra node included (callbacks, JobReturn)
     key: str                       # config hash
     subdir: str
     stage: str | None = None
     swept: dict = field(default_factory=dict)
-    composed: DictConfig | None = None   # the whole job config, hydra node included (for callbacks)
 
 
 def check_settings(settings) -> None:
@@ -90,7 +90,7 @@ class SweepRunner:
         except UserError as exc:
             raise UserError(f"{exc} (job {num}: {' '.join(overrides)})") from None
         plain = OmegaConf.to_container(task_cfg, resolve=True)
-        return Job(num, list(overrides), plain, config_hash(plain), subdir, stage, composed=cfg)
+        return Job(num, list(overrides), plain, cfg, config_hash(plain), subdir, stage)
 
     def _note_swept(self, jobs: list[Job]) -> None:
         values: dict[str, set] = {}
@@ -185,7 +185,7 @@ class SweepRunner:
         """Hydra's per-job callbacks (hydra.callbacks), called on the driver: the job itself runs
         in a Ray worker without Hydra, and its JobReturn exists only here. Cached jobs run no
         job, so they get none."""
-        if self.callbacks is None or job.composed is None:
+        if self.callbacks is None:
             return
         HydraConfig.instance().set_config(job.composed)
         getattr(self.callbacks, event)(config=job.composed, **kwargs)
@@ -218,9 +218,8 @@ class SweepRunner:
         self._write_csv()
         ret = JobReturn(overrides=job.overrides, working_dir=str(job_dir), task_name="mlp_sweep_job",
                         status=JobStatus.FAILED if status == "failed" else JobStatus.COMPLETED)
-        if job.composed is not None:
-            ret.cfg = OmegaConf.masked_copy(job.composed, [k for k in job.composed if k != "hydra"])
-            ret.hydra_cfg = OmegaConf.create({"hydra": job.composed.hydra})
+        ret.cfg = OmegaConf.create(job.cfg)   # the resolved config the task ran
+        ret.hydra_cfg = OmegaConf.create({"hydra": job.composed.hydra})
         ret.return_value = JobFailed(result.get("error", "failed")) if status == "failed" else result
         return ret
 
