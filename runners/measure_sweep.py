@@ -21,9 +21,8 @@ import hydra
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlp.bench.sweep import process_tree, pss_kib  # noqa: E402
+from mlp.bench.sweep import GRID, run_sampling  # noqa: E402
 
-GRID = "1e-5,1e-4,1e-3,1e-2,1e-1,1"
 # The same jobs under Hydra's basic launcher, one after another, BLAS on all cores: what
 # `python runners/train.py -m ...` does; basic_job below is the same task function
 # (run_experiment + result.json in the job dir), kept here so the baseline has no pre-check cost.
@@ -41,10 +40,10 @@ def fanout_once(args, out: Path, r: int, ray_first: bool) -> dict:
     cores = os.cpu_count()
     sweep_dir, basic_dir = out / f"fanout_ray_{r}", out / f"fanout_basic_{r}"
     ray_cmd = [sys.executable, "runners/sweep.py", "-m", "experiment=lambda_coarse", f"data={args.data}",
-               f"lambda={GRID}", "seed=0", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={out / 'store'}",
+               f"lambda={','.join(GRID)}", "seed=0", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={out / 'store'}",
                "sweep.force=true", "sweep.progress=false"]
     basic_cmd = [*TRAIN_MULTIRUN, "-m", "experiment=lambda_coarse", f"data={args.data}",
-                 f"lambda={GRID}", "seed=0", f"hydra.sweep.dir={basic_dir}"]
+                 f"lambda={','.join(GRID)}", "seed=0", f"hydra.sweep.dir={basic_dir}"]
     if ray_first:
         ray_wall, basic_wall = run(ray_cmd), run(basic_cmd)
     else:
@@ -91,17 +90,10 @@ def memory(args, out: Path) -> dict:
     cmd = [sys.executable, "runners/sweep.py", "-m", "experiment=final", f"data={args.data}", "seed=0,1",
            f"train.cycles={args.cycles}", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={out / 'store'}",
            "sweep.force=true", "sweep.progress=false", "sweep.ray.num_cpus=2"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
-    peak, peak_n = 0, 0
-    while proc.poll() is None:
-        pids = process_tree(proc.pid)
-        total = sum(pss_kib(p) for p in pids)
-        if total > peak:
-            peak, peak_n = total, len(pids)
-        time.sleep(0.25)
+    _, peak_gib, peak_n, code = run_sampling(cmd)
     res = [json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")]
     return {"jobs": len(res), "n_train": res[0]["n_train"] if res else None, "cycles": args.cycles,
-            "peak_pss_gib": peak / 1024 ** 2, "processes_at_peak": peak_n, "exit_code": proc.returncode}
+            "peak_pss_gib": peak_gib, "processes_at_peak": peak_n, "exit_code": code}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -46,15 +46,18 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def run_sampling(cmd: list[str], interval_s: float = 0.25) -> tuple[float, float, int]:
-    """Run cmd; (wall s, peak summed PSS GiB of its process tree, exit code)."""
+def run_sampling(cmd: list[str], interval_s: float = 0.25) -> tuple[float, float, int, int]:
+    """Run cmd; (wall s, peak summed PSS GiB of its process tree, processes at that peak, exit code)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0
+    peak, peak_n = 0, 0
     while proc.poll() is None:
-        peak = max(peak, sum(pss_kib(p) for p in process_tree(proc.pid)))
+        pids = process_tree(proc.pid)
+        total = sum(pss_kib(p) for p in pids)
+        if total > peak:
+            peak, peak_n = total, len(pids)
         time.sleep(interval_s)
-    return time.perf_counter() - t0, peak / 1024**2, proc.returncode
+    return time.perf_counter() - t0, peak / 1024**2, peak_n, proc.returncode
 
 
 def available() -> str | None:
@@ -71,7 +74,7 @@ def measure(experiment: str, data: list[str]) -> dict:
         cmd = [sys.executable, "runners/sweep.py", "-m", f"experiment={experiment}", *data,
                f"lambda={','.join(GRID)}", "seed=0", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={tmp / 'store'}",
                "sweep.force=true", "sweep.progress=false"]
-        ray_wall, peak_gib, code = run_sampling(cmd)
+        ray_wall, peak_gib, _, code = run_sampling(cmd)
         if code != 0 or not (sweep_dir / "results.csv").is_file():
             raise RuntimeError(f"sweep failed (exit {code}): {' '.join(cmd)}")
         summary = json.loads((sweep_dir / "sweep.json").read_text())
