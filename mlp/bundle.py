@@ -43,8 +43,11 @@ class BundleStep:
         self.x = self.lanes[0].x                      # one gathered, scaled batch for all k
         for lane in self.lanes[1:]:
             lane.x = self.x
-        self.s1 = np.empty((batch_size + 1, self.k * self.m), dtype=dtype)  # X W1ᵀ of every model
-        self.gh = np.empty((batch_size + 1, self.k * self.m), dtype=dtype)  # Gh of every model
+        if self.k == 1:  # one model: its own buffers are the stacked ones (no copies)
+            self.s1, self.gh = self.lanes[0].s1, self.lanes[0].gh
+        else:
+            self.s1 = np.empty((batch_size + 1, self.k * self.m), dtype=dtype)  # X W1ᵀ of every model
+            self.gh = np.empty((batch_size + 1, self.k * self.m), dtype=dtype)  # Gh of every model
 
     @property
     def params(self) -> list[dict[str, np.ndarray]]:
@@ -63,10 +66,13 @@ class BundleStep:
         alpha = -eta / b
         for j, (lane, lam) in enumerate(zip(self.lanes, lams)):
             cols = self.block(j)
-            np.copyto(lane.s1[:b + 1], s1[:, cols])
+            if self.k > 1:
+                np.copyto(lane.s1[:b + 1], s1[:, cols])
             lane._head(b, y)
             beta = 1.0 - 2.0 * eta * lam
-            np.copyto(gh[:, cols], lane._update_head(b, alpha, beta))
+            lane_gh = lane._update_head(b, alpha, beta)
+            if self.k > 1:
+                np.copyto(gh[:, cols], lane_gh)
             if beta != 1.0:  # what BLAS does for a lone job's β before it accumulates α GhᵀX
                 self.w1[cols] *= beta
         # W1ᵀ (column-major view of the row-major stack) ← W1ᵀ + α Xᵀ Gh, all k blocks at once

@@ -80,6 +80,7 @@ class SGDStep:
         hidden, d_in = w1.shape
         n_classes = w2.shape[0]
         self.scale = np.asarray(inv_std, dtype=np.float64).astype(dtype)
+        self.scale2 = np.ascontiguousarray(np.broadcast_to(self.scale, (2, d_in)))
         self.offset = (np.asarray(mean, dtype=np.float64) * inv_std).astype(dtype)
         self.raw = np.empty((batch_size, d_in), dtype=np.uint8)
         self.x = np.empty((batch_size + 1, d_in), dtype=dtype)      # + the offset row
@@ -106,7 +107,10 @@ class SGDStep:
         raw, x = self.raw[:b], self.x[:b]
         np.take(x_rows, idx, axis=0, out=raw, mode="clip")  # "raise" buffers the copy (profiled)
         np.copyto(x, raw, casting="unsafe")
-        x *= self.scale
+        if b % 2:
+            x *= self.scale
+        else:  # two rows per σ⁻¹ row: NumPy's multiply broadcasting one row ran at ~half speed
+            x.reshape(b // 2, 2, -1).__imul__(self.scale2)
         self.x[b] = self.offset
         return b
 
