@@ -9,6 +9,7 @@ job: the stacked GEMMs compute every output element over the same K in the same 
 BLAS applies a lone job's β = 1 − 2ηλ as a scaling pass of W1 before accumulating α GhᵀX,
 which is what the per-model `*= β` below does before the stacked update with β = 1.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,25 +29,32 @@ class BundleStep:
     """k models' SGD step with stacked W1 GEMMs. params_list[j]["W1"] becomes a view of
     row block j of the stacked, row-major W1 (same values), so callers read it afresh."""
 
-    def __init__(self, params_list: list[dict[str, np.ndarray]], batch_size: int,
-                 mean: np.ndarray, inv_std: np.ndarray):
+    def __init__(
+        self,
+        params_list: list[dict[str, np.ndarray]],
+        batch_size: int,
+        mean: np.ndarray,
+        inv_std: np.ndarray,
+    ):
         dtype = params_list[0]["W1"].dtype
         self.gemm = fused_gemm(dtype)
         if self.gemm is None:
             raise RuntimeError("bundled training needs SciPy's BLAS wrappers (scipy.linalg.blas)")
         self.k = len(params_list)
-        self.m, d_in = params_list[0]["W1"].shape
+        self.m = params_list[0]["W1"].shape[0]
         self.w1 = np.concatenate([p["W1"] for p in params_list], axis=0)  # (k·m) × d, row-major
         for j, p in enumerate(params_list):
-            p["W1"] = self.w1[j * self.m:(j + 1) * self.m]
+            p["W1"] = self.w1[j * self.m : (j + 1) * self.m]
         self.lanes = [SGDStep(p, batch_size, mean, inv_std, w1_order="C") for p in params_list]
-        self.x = self.lanes[0].x                      # one gathered, scaled batch for all k
+        self.x = self.lanes[0].x  # one gathered, scaled batch for all k
         for lane in self.lanes[1:]:
             lane.x = self.x
         if self.k == 1:  # one model: its own buffers are the stacked ones (no copies)
             self.s1, self.gh = self.lanes[0].s1, self.lanes[0].gh
         else:
-            self.s1 = np.empty((batch_size + 1, self.k * self.m), dtype=dtype)  # X W1ᵀ of every model
+            self.s1 = np.empty(
+                (batch_size + 1, self.k * self.m), dtype=dtype
+            )  # X W1ᵀ of every model
             self.gh = np.empty((batch_size + 1, self.k * self.m), dtype=dtype)  # Gh of every model
 
     @property
@@ -56,18 +64,19 @@ class BundleStep:
     def block(self, j: int) -> slice:
         return slice(j * self.m, (j + 1) * self.m)
 
-    def step(self, x_rows: np.ndarray, y_rows: np.ndarray, idx: np.ndarray,
-             lams: list[float], eta: float) -> None:
+    def step(
+        self, x_rows: np.ndarray, y_rows: np.ndarray, idx: np.ndarray, lams: list[float], eta: float
+    ) -> None:
         """One SGD step of every model on rows idx, model j with λ = lams[j]."""
         b = self.lanes[0].load_batch(x_rows, idx)
-        y, x = y_rows[idx], self.x[:b + 1]
-        s1, gh = self.s1[:b + 1], self.gh[:b + 1]
+        y, x = y_rows[idx], self.x[: b + 1]
+        s1, gh = self.s1[: b + 1], self.gh[: b + 1]
         times_w1t(self.gemm, self.w1, x, s1)
         alpha = -eta / b
         for j, (lane, lam) in enumerate(zip(self.lanes, lams)):
             cols = self.block(j)
             if self.k > 1:
-                np.copyto(lane.s1[:b + 1], s1[:, cols])
+                np.copyto(lane.s1[: b + 1], s1[:, cols])
             lane._head(b, y)
             beta = 1.0 - 2.0 * eta * lam
             lane_gh = lane._update_head(b, alpha, beta)
@@ -75,12 +84,13 @@ class BundleStep:
                 np.copyto(gh[:, cols], lane_gh)
             if beta != 1.0:  # what BLAS does for a lone job's β before it accumulates α GhᵀX
                 self.w1[cols] *= beta
-        # W1ᵀ (column-major view of the row-major stack) ← W1ᵀ + α Xᵀ Gh, all k blocks at once
+        # W1ᵀ (column-major view of the row-major stack) ← W1ᵀ + α Xᵀ Gh, all k blocks
         self.gemm(alpha, x.T, gh.T, 1.0, self.w1.T, trans_b=1, overwrite_c=1)
 
 
-def train_bundle(ds: Dataset, params_list: list[dict[str, np.ndarray]], train_cfg, lams: list[float],
-                 seed: int) -> dict:
+def train_bundle(
+    ds: Dataset, params_list: list[dict[str, np.ndarray]], train_cfg, lams: list[float], seed: int
+) -> dict:
     """Train every model in place, as mlp.train.train would train each alone; returns the
     shared timings and one history per model."""
     n = len(ds.train)
@@ -101,9 +111,19 @@ def train_bundle(ds: Dataset, params_list: list[dict[str, np.ndarray]], train_cf
             penalty = float(l2_penalty(params))
             tr = evaluate(params, ds.train, ds.mean, ds.inv_std, lam, penalty)
             va = evaluate(params, ds.val, ds.mean, ds.inv_std, lam, penalty)
-            histories[j].append({"step": t, "epoch": t / steps_per_epoch, "eta": eta_at(t),
-                                 "train_loss": tr["loss"], "train_cost": tr["cost"], "train_acc": tr["acc"],
-                                 "val_loss": va["loss"], "val_cost": va["cost"], "val_acc": va["acc"]})
+            histories[j].append(
+                {
+                    "step": t,
+                    "epoch": t / steps_per_epoch,
+                    "eta": eta_at(t),
+                    "train_loss": tr["loss"],
+                    "train_cost": tr["cost"],
+                    "train_acc": tr["acc"],
+                    "val_loss": va["loss"],
+                    "val_cost": va["cost"],
+                    "val_acc": va["acc"],
+                }
+            )
             eval_s[j] += time.perf_counter() - start
 
     etas = np.broadcast_to(eta_at(np.arange(steps)), (steps,)).tolist()
@@ -116,11 +136,18 @@ def train_bundle(ds: Dataset, params_list: list[dict[str, np.ndarray]], train_cf
         for lo in range(0, n, batch):
             if t >= steps:
                 break
-            stepper.step(ds.train.x, ds.train.y, order[lo:lo + batch], lams, etas[t])
+            stepper.step(ds.train.x, ds.train.y, order[lo : lo + batch], lams, etas[t])
             t += 1
             if t in marks:
                 record_all(t)
     total = time.perf_counter() - start
     step_s = total - sum(eval_s)
-    return {"histories": histories, "n_s": n_s, "steps": steps, "train_s": total, "eval_s": eval_s,
-            "step_s": step_s, "samples_per_s": steps * batch * len(lams) / max(step_s, 1e-9)}
+    return {
+        "histories": histories,
+        "n_s": n_s,
+        "steps": steps,
+        "train_s": total,
+        "eval_s": eval_s,
+        "step_s": step_s,
+        "samples_per_s": steps * batch * len(lams) / max(step_s, 1e-9),
+    }

@@ -5,6 +5,7 @@ A job whose config fails its checks fails alone; its bundle-mates train without 
 that cannot share a bundle (configs differing in more than λ, not training jobs) run one
 after another through run_experiment, so the caller may pass any list.
 """
+
 from __future__ import annotations
 
 import time
@@ -59,19 +60,28 @@ def _train_together(cfgs: list[DictConfig], raw) -> list[dict | Exception]:
         k, outcomes = len(cfgs), []
         for j, cfg in enumerate(cfgs):
             try:
-                job_run = {"history": run["histories"][j], "n_s": run["n_s"], "steps": run["steps"],
-                           "train_s": run["step_s"] / k + run["eval_s"][j], "eval_s": run["eval_s"][j],
-                           "samples_per_s": run["samples_per_s"] / k}
+                job_run = {
+                    "history": run["histories"][j],
+                    "n_s": run["n_s"],
+                    "steps": run["steps"],
+                    "train_s": run["step_s"] / k + run["eval_s"][j],
+                    "eval_s": run["eval_s"][j],
+                    "samples_per_s": run["samples_per_s"] / k,
+                }
                 result = result_header(cfg, ds, raw.load_s)
                 result.update(train_result(job_run, params[j], ds, lams[j]))
-                result["bundle"] = {"size": k, "index": j, "train_s": run["train_s"],
-                                    "step_s": run["step_s"]}
+                result["bundle"] = {
+                    "size": k,
+                    "index": j,
+                    "train_s": run["train_s"],
+                    "step_s": run["step_s"],
+                }
                 outcomes.append(result)
             except Exception as exc:
                 outcomes.append(exc)
     wall = time.perf_counter() - start
     for cfg, out in zip(cfgs, outcomes):
         if isinstance(out, dict):
-            out["wall_s"] = wall / k   # this job's share of the bundle's wall time
+            out["wall_s"] = wall / k  # this job's share of the bundle's wall time
             out["config"] = OmegaConf.to_container(cfg, resolve=True)
     return outcomes

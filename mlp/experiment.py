@@ -61,7 +61,8 @@ def result_header(cfg: DictConfig, ds, load_s: float) -> dict:
 
 def initial_params(cfg: DictConfig, ds) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([cfg.seed, 0])  # initialisation stream
-    return init_params(ds.train.x.shape[1], cfg.model.hidden, cfg.model.n_classes, rng, np.dtype(cfg.dtype))
+    return init_params(ds.train.x.shape[1], cfg.model.hidden, cfg.model.n_classes, rng,
+                       np.dtype(cfg.dtype))
 
 
 def _train(cfg: DictConfig, ds) -> dict:

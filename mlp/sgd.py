@@ -199,8 +199,8 @@ class SGDStep:
         update_w1(self.gemm, self.params["W1"], gh, self.x[:b + 1], alpha, beta)
 
     def _update_head(self, b: int, alpha: float, beta: float) -> np.ndarray:
-        """After `_forward`: W2, b2, b1 updated in place (fused step); returns Gh (b + 1 rows) for W1's update."""
-        p, h, s = self.params, self.s1[:b], self.scores_buffer(b)[0]  # s: P − Y, not yet divided by b
+        """After `_forward`: W2, b2, b1 updated in place (fused); returns Gh (b + 1 rows) for W1."""
+        p, h, s = self.params, self.s1[:b], self.scores_buffer(b)[0]  # s: P − Y, not divided by b
         gh = self._hidden_grad(b)
         # Row-major W (k × n) is column-major Wᵀ (n × k): BLAS updates Wᵀ ← β Wᵀ + α Aᵀ G in place.
         self.gemm(alpha, h.T, s, beta, p["W2"].T, overwrite_c=1)

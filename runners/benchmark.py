@@ -3,7 +3,7 @@
   python runners/benchmark.py                       # all parts (about 5 minutes on 2 cores)
   python runners/benchmark.py --parts peak,step     # just the training step against the GEMM peak
   python runners/benchmark.py --quick               # small sizes, no end-to-end runs or sweep (~30 s)
-  python runners/benchmark.py --parts bundle        # bundled λ training: k models per step, search stage
+  python runners/benchmark.py --parts bundle        # bundled λ training, search job and stage
 
 Prints the table and writes outputs/benchmarks/<date>.csv and .md (`--out` to change).
 Run it alone on the machine (e.g. under `flock /tmp/cpu.lock`): other load skews every figure.
@@ -146,12 +146,15 @@ def part_bundle(args, rows: list[Row]) -> None:
     ks = (1, 2, 4) if args.quick else bundle.KS
     for dtype in args.dtypes:
         for k in ks:
-            r = bundle.measure(dtype, k, args.steps, args.repeats, n_rows=2000 if args.quick else 10_000)
+            r = bundle.measure(dtype, k, args.steps, args.repeats,
+                               n_rows=2000 if args.quick else 10_000)
             label = f"k = {k}, {dtype}, 1 thread"
-            rows.append(Row("bundle", f"bundle step, {label}", r.per_model["bundle"], "samples/s per model",
-                            f"bundle {r.gflops['bundle']:.1f} GFLOP/s; GEMMs alone {r.gflops['GEMMs-alone']:.1f}"))
-            rows.append(Row("bundle", f"{k} separate steps, {dtype}, 1 thread", r.per_model["separate"],
-                            "samples/s per model", f"{r.gflops['separate']:.1f} GFLOP/s"))
+            rows.append(Row("bundle", f"bundle step, {label}", r.per_model["bundle"],
+                            "samples/s per model", f"bundle {r.gflops['bundle']:.1f} GFLOP/s; "
+                            f"its GEMMs alone {r.gflops['GEMMs-alone']:.1f}"))
+            rows.append(Row("bundle", f"{k} separate steps, {dtype}, 1 thread",
+                            r.per_model["separate"], "samples/s per model",
+                            f"{r.gflops['separate']:.1f} GFLOP/s"))
             for name, ratio in r.ratios.items():
                 rows.append(Row("bundle", f"ratio {name}, {label}", ratio, "×",
                                 f"median of {r.repeats} interleaved blocks of {r.steps} steps"))
@@ -160,19 +163,23 @@ def part_bundle(args, rows: list[Row]) -> None:
     k = 3
     for variant, parts in bundle.job_split(data, k).items():
         note = ", ".join(f"{key} {v:.2f} s" for key, v in parts.items() if key != "wall")
-        rows.append(Row("bundle", f"search job (lambda_coarse, 3 cycles), {variant}", parts["wall"], "s", note))
+        rows.append(Row("bundle", f"search job (lambda_coarse, 3 cycles), {variant}", parts["wall"],
+                        "s", note))
     if args.quick:
         rows.append(Row("bundle", "λ-search stage throughput", NAN, "jobs/min", "left out (--quick)"))
         return
     m = bundle.stage_throughput(data)
     old, new = m["old"], m["new"]
     diff = max(abs(old["val_acc"][key] - new["val_acc"].get(key, NAN)) for key in old["val_acc"])
-    for name, label in (("old", "sweep.bundle=off, old evaluation schedule"), ("new", "new defaults")):
-        rows.append(Row("bundle", f"coarse search stage, {label}", m[name]["jobs_per_min"], "jobs/min",
-                        f"{m[name]['jobs']} jobs ({m[name]['ok']} ok) in {m[name]['wall_s']:.0f} s wall "
-                        f"({m[name]['jobs_per_min_after_start']:.2f} jobs/min after Ray's start)"))
-    rows.append(Row("bundle", "ratio new/old, coarse search stage throughput", new["jobs_per_min"] / old["jobs_per_min"],
-                    "×", f"same run, one after the other; max |Δ val_acc| old vs new {diff:.2g}"))
+    for name, label in (("old", "sweep.bundle=off, old evaluation schedule"),
+                        ("new", "new defaults")):
+        v = m[name]
+        rows.append(Row("bundle", f"coarse search stage, {label}", v["jobs_per_min"], "jobs/min",
+                        f"{v['jobs']} jobs ({v['ok']} ok) in {v['wall_s']:.0f} s wall "
+                        f"({v['jobs_per_min_after_start']:.2f} jobs/min after Ray's start)"))
+    rows.append(Row("bundle", "ratio new/old, coarse search stage throughput",
+                    new["jobs_per_min"] / old["jobs_per_min"], "×",
+                    f"same run, one after the other; max |Δ val_acc| old vs new {diff:.2g}"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """Bundled λ training (mlp/bundle.py, mlp/bundle_run.py, the bundle task, the driver's grouping)
 and the search jobs' record switch (train.record), on the real code paths."""
+
 from __future__ import annotations
 
 import csv
@@ -10,19 +11,26 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import ROOT, SMALL_SYNTHETIC, compose_cfg
+from omegaconf import OmegaConf
+from sweep_support import results, rows, run_sweep, summary
+
 from mlp.bundle_run import run_bundle
 from mlp.errors import UserError
 from mlp.experiment import run_experiment
 from mlp.sweep import bundling
 from mlp.sweep.bundle_task import mlp_sweep_bundle
 from mlp.validate import check_config
-from sweep_support import results, rows, run_sweep, summary
 
-BASE = ["experiment=lambda_coarse", *SMALL_SYNTHETIC, "split.val_holdout=100", "train.n_s=20",
-        "train.cycles=2", "train.record=curve", "train.record_points_per_cycle=2"]
+BASE = [
+    "experiment=lambda_coarse",
+    *SMALL_SYNTHETIC,
+    "split.val_holdout=100",
+    "train.n_s=20",
+    "train.cycles=2",
+    "train.record=curve",
+    "train.record_points_per_cycle=2",
+]
 HISTORY = ("train_loss", "train_cost", "train_acc", "val_loss", "val_cost", "val_acc")
 FINAL = ("train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss", "test_loss")
 # float64: a bundled model follows a lone job's arithmetic (differences are a few ulps);
@@ -38,8 +46,12 @@ def assert_same_run(bundled: dict, alone: dict, rtol: float) -> None:
     assert len(bundled["history"]) == len(alone["history"])
     for rb, ra in zip(bundled["history"], alone["history"]):
         assert rb["step"] == ra["step"]
-        np.testing.assert_allclose([rb[k] for k in HISTORY], [ra[k] for k in HISTORY], rtol=rtol, atol=0)
-    np.testing.assert_allclose([bundled[k] for k in FINAL], [alone[k] for k in FINAL], rtol=rtol, atol=0)
+        np.testing.assert_allclose(
+            [rb[k] for k in HISTORY], [ra[k] for k in HISTORY], rtol=rtol, atol=0
+        )
+    np.testing.assert_allclose(
+        [bundled[k] for k in FINAL], [alone[k] for k in FINAL], rtol=rtol, atol=0
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -76,8 +88,10 @@ def test_a_bad_lambda_fails_only_its_job():
 
 
 def test_record_final_keeps_the_final_metrics_and_drops_the_curve():
-    curve, final = (run_experiment(compose_cfg([*BASE, "lambda=1e-3", f"train.record={m}"]))
-                    for m in ("curve", "final"))
+    curve, final = (
+        run_experiment(compose_cfg([*BASE, "lambda=1e-3", f"train.record={m}"]))
+        for m in ("curve", "final")
+    )
     assert len(curve["history"]) > 2 and [r["step"] for r in final["history"]] == [curve["steps"]]
     assert final["history"][0] == curve["history"][-1]
     assert all(final[k] == curve[k] for k in FINAL)
@@ -97,8 +111,11 @@ class FakeJob:
 
 def test_plan_units_bundles_only_jobs_that_differ_in_lambda():
     settings = OmegaConf.create({"bundle": "auto", "bundle_max": 6, "bundle_gain": 0.3})
-    jobs = [FakeJob({"kind": "train", "seed": s, "lambda": lam, "data": {"name": "x"}})
-            for s in (0, 1, 2) for lam in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)]
+    jobs = [
+        FakeJob({"kind": "train", "seed": s, "lambda": lam, "data": {"name": "x"}})
+        for s in (0, 1, 2)
+        for lam in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    ]
     jobs.append(FakeJob({"kind": "gradcheck", "seed": 0, "lambda": 0.01}))
     units = bundling.plan_units(jobs, lambda j: j.cfg, settings, slots=2)
     assert sorted(id(j) for u in units for j in u) == sorted(id(j) for j in jobs)
@@ -110,7 +127,9 @@ def test_plan_units_bundles_only_jobs_that_differ_in_lambda():
     off = OmegaConf.create({"bundle": "off", "bundle_max": 6, "bundle_gain": 0.3})
     assert all(len(u) == 1 for u in bundling.plan_units(jobs, lambda j: j.cfg, off, slots=2))
     with pytest.raises(UserError, match="sweep.bundle='maybe'"):
-        bundling.check_settings(OmegaConf.create({"bundle": "maybe", "bundle_max": 6, "bundle_gain": 0.3}))
+        bundling.check_settings(
+            OmegaConf.create({"bundle": "maybe", "bundle_max": 6, "bundle_gain": 0.3})
+        )
 
 
 SWEEP = ["-m", *BASE, "lambda=0,1e-3,1e-1,1", "seed=0", "sweep.ray.num_cpus=1"]
@@ -134,7 +153,9 @@ def test_bundled_sweep_records_each_job_and_resumes(tmp_path):
     s = summary(tmp_path / "sw")
     assert (s["ran"], s["cached"], s["failed"]) == (1, 3, 0)
     table = {float(r["lambda"]): r for r in rows(tmp_path / "sw")}
-    assert table[1e-3]["status"] == "ok" and {table[lam]["status"] for lam in (0, 0.1, 1)} == {"cached"}
+    assert table[1e-3]["status"] == "ok" and {table[lam]["status"] for lam in (0, 0.1, 1)} == {
+        "cached"
+    }
     redone = {r["lambda"]: r for r in results(tmp_path / "sw")}[1e-3]
     assert "bundle" not in redone and redone["config_hash"] == lost["config_hash"]
     assert_same_run(redone, lost, RTOL["float64"])
@@ -142,9 +163,26 @@ def test_bundled_sweep_records_each_job_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_bundle_part_smoke(tmp_path):
-    proc = subprocess.run([sys.executable, "runners/benchmark.py", "--quick", "--parts", "bundle", "--dtypes",
-                           "float64", "--steps", "5", "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "runners/benchmark.py",
+            "--quick",
+            "--parts",
+            "bundle",
+            "--dtypes",
+            "float64",
+            "--steps",
+            "5",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = list(csv.DictReader(next(tmp_path.glob("*-quick.csv")).open()))
     names = {r["name"]: r for r in table}

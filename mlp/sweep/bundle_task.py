@@ -5,6 +5,7 @@ A job that fails (its checks, or its own evaluation) comes back failed with its 
 its bundle-mates come back ok; an error that stops the shared training fails every job of
 the bundle, each with that error.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,12 +32,18 @@ def mlp_sweep_bundle(cfgs: list[dict], data=None) -> list[dict]:
             result = dict(out, status="ok")
         else:
             first = (str(out).strip().splitlines() or [""])[0]
-            result = {"status": "failed", "error": f"{type(out).__name__}: {first}",
-                      "traceback": "".join(traceback.format_exception(out)), "config": cfg,
-                      "experiment": cfg.get("name"), "seed": cfg.get("seed"), "lambda": cfg.get("lambda")}
+            result = {
+                "status": "failed",
+                "error": f"{type(out).__name__}: {first}",
+                "traceback": "".join(traceback.format_exception(out)),
+                "config": cfg,
+                "experiment": cfg.get("name"),
+                "seed": cfg.get("seed"),
+                "lambda": cfg.get("lambda"),
+            }
         result.update(where)
         result["task_started_at"] = started_at
-        result["task_wall_s"] = wall / len(cfgs)   # this job's share of the task's wall time
+        result["task_wall_s"] = wall / len(cfgs)  # this job's share of the task's wall time
         result["bundle_task_wall_s"] = wall
         results.append(result)
     return results

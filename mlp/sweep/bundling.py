@@ -9,6 +9,7 @@ k / (1 + gain·(1 − 1/k)) lone jobs) is shortest, k ≤ sweep.bundle_max.
 
 Imports nothing numerical: the driver uses it before the numerics are loaded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,11 @@ FREE_KEYS = ("lambda",)
 
 def check_settings(settings) -> None:
     """sweep.bundle, sweep.bundle_max, sweep.bundle_gain: one line naming a bad value."""
-    mode, k_max, gain = settings.get("bundle", "off"), settings.get("bundle_max", 1), settings.get("bundle_gain", 0)
+    mode, k_max, gain = (
+        settings.get("bundle", "off"),
+        settings.get("bundle_max", 1),
+        settings.get("bundle_gain", 0),
+    )
     if mode not in MODES:
         raise UserError(f"sweep.bundle={mode!r} is not allowed (allowed: {', '.join(MODES)})")
     if not isinstance(k_max, int) or isinstance(k_max, bool) or k_max < 1:
@@ -70,7 +75,7 @@ def _makespan(sizes: list[int], slots: int, gain: float) -> float:
 
 
 def plan_units(jobs: list, cfg_of, settings, slots: int) -> list[list]:
-    """Units of submission: lists of jobs, each list one task (one job: mlp_sweep_job, more: a bundle).
+    """Units of submission: lists of jobs, one task each (one job: mlp_sweep_job; more: a bundle).
 
     cfg_of(job) gives the job's resolved config (a dict). Largest units first (the greedy
     schedule's order, which Ray's queue then follows), ties in the jobs' order."""
@@ -98,5 +103,10 @@ def plan_units(jobs: list, cfg_of, settings, slots: int) -> list[list]:
 
 def failed_result(job_cfg: dict, error: str) -> dict:
     """The result of a job whose task never returned (worker died for good, or similar)."""
-    return {"status": "failed", "error": error, "experiment": job_cfg.get("name"),
-            "seed": job_cfg.get("seed"), "lambda": job_cfg.get("lambda")}
+    return {
+        "status": "failed",
+        "error": error,
+        "experiment": job_cfg.get("name"),
+        "seed": job_cfg.get("seed"),
+        "lambda": job_cfg.get("lambda"),
+    }

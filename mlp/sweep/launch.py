@@ -151,7 +151,8 @@ class SweepRunner:
         from mlp.sweep.task import mlp_sweep_job
 
         cpus = float(self.settings.cpus_per_job)
-        options = dict(num_cpus=cpus, max_retries=int(self.settings.max_retries), retry_exceptions=False)
+        options = dict(num_cpus=cpus, max_retries=int(self.settings.max_retries),
+                       retry_exceptions=False)
         remote = ray.remote(mlp_sweep_job).options(**options)
         remote_bundle = ray.remote(mlp_sweep_bundle).options(**options)
         slots = max(1, int(ray_session.cluster_cpus() // cpus))
@@ -161,7 +162,8 @@ class SweepRunner:
         for unit in bundling.plan_units(todo, lambda job: job.cfg, self.settings, slots):
             for job in unit:
                 self._callback("on_job_start", job, task_function=self.task_function)
-            ref = remote.remote(unit[0].cfg) if len(unit) == 1 else remote_bundle.remote([j.cfg for j in unit])
+            ref = (remote.remote(unit[0].cfg) if len(unit) == 1
+                   else remote_bundle.remote([j.cfg for j in unit]))
             pending[ref] = unit
         progress.running = min(len(pending), slots)
         progress.show()
@@ -174,7 +176,8 @@ class SweepRunner:
                     results = value if len(unit) > 1 else [value]
                 except RayError as exc:  # the worker died more than max_retries times, or similar
                     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    results = [bundling.failed_result(job.cfg, f"{type(exc).__name__}: {first}") for job in unit]
+                    error = f"{type(exc).__name__}: {first}"
+                    results = [bundling.failed_result(job.cfg, error) for job in unit]
                 for job, result in zip(unit, results):
                     status = "ok" if result.get("status") == "ok" else "failed"
                     returns[job.num] = self._record(job, result, status)
