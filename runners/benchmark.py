@@ -159,7 +159,8 @@ def part_bundle(args, rows: list[Row]) -> None:
                 rows.append(Row("bundle", f"ratio {name}, {label}", ratio, "×",
                                 f"median of {r.repeats} interleaved blocks of {r.steps} steps"))
     data = (["data=synthetic", "data.n_train=4000", "data.n_test=1000", "data.batch_size=800",
-             "split.val_holdout=500", "train.n_s=10"] if args.quick else ["data=cifar10_jpeg"])
+             "split.val_holdout=500", "train.n_s=10"] if args.quick
+            else ["data=cifar10_jpeg", f"data.root={args.archive.resolve()}"])
     k = 3
     for variant, parts in bundle.job_split(data, k).items():
         note = ", ".join(f"{key} {v:.2f} s" for key, v in parts.items() if key != "wall")
