@@ -124,6 +124,9 @@ def test_plan_units_bundles_only_jobs_that_differ_in_lambda():
     assert max(len(u) for u in units) > 1
     # as many CPUs as jobs, or bundling off: one job per task
     assert all(len(u) == 1 for u in bundling.plan_units(jobs, lambda j: j.cfg, settings, slots=19))
+    pending = iter(jobs)
+    streamed = list(bundling.unit_stream(lambda: next(pending, None), lambda j: j.cfg, settings, 2))
+    assert [[id(j) for j in u] for u in streamed] == [[id(j) for j in u] for u in units]
     off = OmegaConf.create({"bundle": "off", "bundle_max": 6, "bundle_gain": 0.3})
     assert all(len(u) == 1 for u in bundling.plan_units(jobs, lambda j: j.cfg, off, slots=2))
     with pytest.raises(UserError, match="sweep.bundle='maybe'"):

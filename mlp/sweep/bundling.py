@@ -110,3 +110,12 @@ def failed_result(job_cfg: dict, error: str) -> dict:
         "seed": job_cfg.get("seed"),
         "lambda": job_cfg.get("lambda"),
     }
+
+
+def unit_stream(next_job, cfg_of, settings, slots: int):
+    """Units for a driver that pulls jobs one at a time (next_job() -> job or None): drains the
+    jobs, plans them (plan_units), then yields one unit (a list of jobs) at a time."""
+    jobs = []
+    while (job := next_job()) is not None:
+        jobs.append(job)
+    yield from plan_units(jobs, cfg_of, settings, slots)
