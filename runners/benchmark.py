@@ -181,7 +181,7 @@ def part_bundle(args, rows: list[Row]) -> None:
     rows.append(Row("bundle", "ratio new/old, coarse search stage throughput",
                     new["jobs_per_min"] / old["jobs_per_min"], "×",
                     f"6 λ, seed 0, 3 cycles, same run one after the other; "
-                    f"max |Δ val_acc| old vs new {diff:.2g}"))
+                    f"largest val_acc difference old vs new {diff:.2g}"))
 
 
 def main(argv: list[str] | None = None) -> int:
