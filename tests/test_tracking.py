@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from sweep_support import SMALL, results, run_sweep
 from tracking_support import MlflowServer, all_runs
 

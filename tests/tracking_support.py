@@ -24,8 +24,9 @@ class MlflowServer:
         cmd = [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
                "--artifacts-destination", str(root / "artifacts")]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=venv_env())
+        log = open(self.log, "w")  # noqa: SIM115  (the server's, for its lifetime)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=venv_env())
 
     def wait_ready(self, timeout: float = 150) -> None:
         deadline = time.time() + timeout

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 MAX_LOG_BYTES = 1 << 20  # a job's log is kept up to its last MiB (the end holds any error)
 
@@ -32,7 +32,7 @@ def captured_output() -> Iterator[Captured]:
     except (OSError, ValueError, AttributeError):  # no usable descriptors: run uncaptured
         yield box
         return
-    sink = tempfile.TemporaryFile()
+    sink = tempfile.TemporaryFile()  # noqa: SIM115  (closed in the finally below)
     try:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)

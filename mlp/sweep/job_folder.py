@@ -8,8 +8,9 @@ OmegaConf.to_yaml, at a fifth of its cost per job.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mlp.cli import write_atomic
@@ -26,7 +27,7 @@ def write_job_folder(job_dir: Path, composed: DictConfig, log: str | None) -> No
     and job.log when the task returned its captured output."""
     with read_write(composed.hydra.runtime), open_dict(composed.hydra.runtime):
         composed.hydra.runtime.output_dir = str(job_dir)  # as Hydra sets it for each job
-    plain = OmegaConf.to_container(composed, resolve=False, enum_to_str=True)
+    plain = cast(dict, OmegaConf.to_container(composed, resolve=False, enum_to_str=True))
     hydra_node = plain.pop("hydra")
     out = Path(job_dir) / ".hydra"
     write_atomic(out / "config.yaml", _yaml(plain))

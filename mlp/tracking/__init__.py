@@ -22,7 +22,7 @@ def check_trackers(primary) -> None:
         if str(spec.get("_target_", "")).startswith(TARGET_PREFIX):
             try:
                 tracker = instantiate(spec)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (any bad argument: one line)
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise UserError(f"hydra.callbacks.{name}: {first}") from None
             tracker.check()

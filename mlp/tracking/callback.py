@@ -12,9 +12,12 @@ import importlib.util
 import queue
 import sys
 import threading
+import time
+from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from mlp.cli import write_json_atomic
 from mlp.errors import UserError
 from mlp.tracking.jobs import FinishedJob, read_finished_job
 
@@ -36,6 +39,7 @@ class Background:
 
     def __init__(self, label: str):
         self.label, self.failed = label, False
+        self.busy_s: dict[str, float] = {}  # seconds spent per kind of call (the overhead figures)
         self.calls: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name=f"{label}-tracking", daemon=True)
         self.thread.start()
@@ -52,9 +56,11 @@ class Background:
             if self.failed:
                 continue
             fn, args = item
+            t0 = time.perf_counter()
             try:
                 fn(*args)
-            except Exception as exc:  # the sweep must not fail because its tracker did
+                self.busy_s[fn.__name__] = self.busy_s.get(fn.__name__, 0.0) + time.perf_counter() - t0
+            except Exception as exc:  # noqa: BLE001  (the sweep must not fail because its tracker did)
                 self.failed = True
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
                 print(f"warning: {self.label} tracking stopped: {type(exc).__name__}: {first} "
@@ -69,8 +75,9 @@ class TrackingCallback(Callback):
 
     def __init__(self) -> None:
         self.worker: Background | None = None
-        self.failures = 0
+        self.failures = self.logged = 0
         self.ended = False
+        self.sweep_dir: Path | None = None
 
     # ---- what a tracker implements (setup, log_job and finish run on the worker thread) ----
     def check(self) -> None:
@@ -111,7 +118,10 @@ class TrackingCallback(Callback):
         self._close("FAILED" if self.failures else "FINISHED")
 
     def _log(self, job_return) -> None:
-        self.log_job(read_finished_job(job_return))  # reading the folder off the driver loop too
+        job = read_finished_job(job_return)  # reading the folder off the driver loop too
+        self.sweep_dir = self.sweep_dir or job.sweep_dir
+        self.log_job(job)
+        self.logged += 1
 
     def _close(self, status: str | None) -> None:
         if self.worker is None or self.ended:
@@ -120,4 +130,12 @@ class TrackingCallback(Callback):
         if status is None:  # reached through atexit: the sweep ended early
             status = "FAILED" if self.failures else "KILLED"
         self.worker.submit(self.finish, status)
+        t0 = time.perf_counter()
         self.worker.close()
+        if self.sweep_dir is not None:  # what tracking cost this sweep: <sweep dir>/tracking_<name>.json
+            busy = self.worker.busy_s
+            write_json_atomic(self.sweep_dir / f"tracking_{self.worker.label}.json", {
+                "tracker": self.worker.label, "jobs_logged": self.logged, "failed": self.worker.failed,
+                "setup_s": busy.get("setup", 0.0), "log_s": busy.get("_log", 0.0),
+                "finish_s": busy.get("finish", 0.0), "wait_at_end_s": time.perf_counter() - t0,
+                "log_ms_per_job": 1000 * busy.get("_log", 0.0) / max(1, self.logged)})

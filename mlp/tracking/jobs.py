@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from omegaconf import OmegaConf
 
@@ -74,7 +75,7 @@ def read_finished_job(job_return) -> FinishedJob:
     ok = job_return.status.name == "COMPLETED"
     result = json.loads((job_dir / ("result.json" if ok else "failed.json")).read_text())
     where = result.get("sweep_job") or {}
-    cfg = OmegaConf.to_container(job_return.cfg, resolve=True)
+    cfg = cast(dict, OmegaConf.to_container(job_return.cfg, resolve=True))
     started = result.get("task_started_at")
     wall = result.get("task_wall_s")
     ended = started + wall if _is_number(started) and _is_number(wall) else job_dir.stat().st_mtime

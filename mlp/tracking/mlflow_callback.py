@@ -14,6 +14,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from mlp.errors import UserError
 from mlp.tracking.callback import TrackingCallback
@@ -62,9 +63,10 @@ class MlflowTracking(TrackingCallback):
         super().__init__()
         self.uri = resolve_uri(tracking_uri, local_store)
         self.experiment_name, self.probe_timeout_s = experiment_name, float(probe_timeout_s)
-        self.client = self.experiment_id = None
+        self.client: Any = None  # an MlflowClient once setup() ran (mlflow is imported there)
+        self.experiment_id: str | None = None
         self.sweep_run: str | None = None
-        self.sweep_dir: Path | None = None
+        self.run_dir: Path = Path.cwd()  # the sweep folder, from the first job
         self.stage: tuple[str, str, int] | None = None  # (name, run id, failures)
 
     def check(self) -> None:
@@ -86,7 +88,7 @@ class MlflowTracking(TrackingCallback):
     def _parent(self, job: FinishedJob) -> str:
         """The run a job's run nests under: the sweep's, or its stage's (made as they first appear)."""
         if self.sweep_run is None:
-            self.sweep_dir = job.sweep_dir
+            self.run_dir = job.sweep_dir
             try:
                 name = str(job.sweep_dir.relative_to(Path.cwd()))
             except ValueError:
@@ -136,7 +138,7 @@ class MlflowTracking(TrackingCallback):
         if self.sweep_run is None:  # nothing ran (every job cached): no runs at all
             return
         self._end_stage()
-        search = self.sweep_dir / "lambda_search.json"
+        search = self.run_dir / "lambda_search.json"
         if search.is_file():
             outcome = json.loads(search.read_text())
             from mlflow.entities import Metric
@@ -146,6 +148,6 @@ class MlflowTracking(TrackingCallback):
                 Metric(k, float(outcome[k]), stamp, 0) for k in ("chosen_lambda", "coarse_best_lambda",
                                                                  "fine_best_val_acc") if outcome.get(k) is not None])
         for name in SWEEP_FILES:
-            if (self.sweep_dir / name).is_file():
-                self.client.log_artifact(self.sweep_run, str(self.sweep_dir / name))
+            if (self.run_dir / name).is_file():
+                self.client.log_artifact(self.sweep_run, str(self.run_dir / name))
         self.client.set_terminated(self.sweep_run, status)

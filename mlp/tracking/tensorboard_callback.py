@@ -20,9 +20,9 @@ class TensorBoardTracking(TrackingCallback):
     module = "tensorboard"
 
     def setup(self) -> None:
-        from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.plugins.hparams import summary_v2
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        from tensorboard.compat.proto import event_pb2, summary_pb2  # type: ignore[import-untyped]
+        from tensorboard.plugins.hparams import summary_v2  # type: ignore[import-untyped]
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter  # type: ignore[import-untyped]
 
         self.pb, self.hparams_pb, self.Writer = (event_pb2, summary_pb2), summary_v2.hparams_pb, EventFileWriter
 
