@@ -16,11 +16,11 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 LOCAL = ["sweep.ray.num_cpus=2"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def server(tmp_path_factory):
+    """Started with the module, so it boots while the file-store test's sweep runs."""
     srv = MlflowServer(tmp_path_factory.mktemp("mlflow"))
     try:
-        srv.wait_ready()
         yield srv
     finally:
         srv.stop()
@@ -46,7 +46,8 @@ def check_job_run(mlflow, run, result: dict) -> None:
     assert tags["config_hash"] == result["config_hash"] and tags["seed"] == str(result["seed"])
     assert float(tags["lambda"]) == result["lambda"] and tags["experiment"] == result["experiment"]
     assert params["train.n_s"] == "20" and float(params["lambda"]) == result["lambda"]
-    assert params["data.name"] == "synthetic" and params["split.train_batches"] == "[1]"
+    assert params["data.name"] == "synthetic"
+    assert params["split.train_batches"] == json.dumps(result["config"]["split"]["train_batches"])
     curve = mlflow.get_metric_history(run.info.run_id, "history/val_acc")
     assert [(m.step, m.value) for m in sorted(curve, key=lambda m: m.step)] == \
         [(rec["step"], pytest.approx(rec["val_acc"])) for rec in result["history"]]
@@ -55,29 +56,6 @@ def check_job_run(mlflow, run, result: dict) -> None:
     assert {"result.json", "job.log", ".hydra"} <= files
     assert {a.path for a in mlflow.list_artifacts(run.info.run_id, ".hydra")} == \
         {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml"}
-
-
-def test_mlflow_server_gets_one_run_per_job_under_one_parent_and_resume_adds_none(server, tmp_path):
-    args = ["-m", "experiment=cyclic_1cycle", *SMALL, "lambda=0,0.01", "seed=0,1", *LOCAL,
-            "+tracking=mlflow", f"hydra.callbacks.mlflow.tracking_uri={server.uri}"]
-    proc = run_sweep(tmp_path, *args)
-    assert proc.returncode == 0, proc.stderr
-    assert "View run" not in proc.stdout and "warning" not in proc.stderr
-    levels = by_level(all_runs(server.uri))
-    (parent,) = levels["sweep"]
-    assert parent.info.status == "FINISHED" and parent.info.run_name == "sw"
-    jobs = levels["job"]
-    assert len(jobs) == 4 and {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parent.info.run_id}
-    assert {r.info.status for r in jobs} == {"FINISHED"}
-    mlflow = client(server.uri)
-    saved = {r["config_hash"]: r for r in results(tmp_path / "sw")}
-    for run in jobs:
-        check_job_run(mlflow, run, saved[run.data.tags["config_hash"]])
-    assert "results.csv" in {a.path for a in mlflow.list_artifacts(parent.info.run_id)}
-    # resumed: every job cached, nothing logged (no new parent either)
-    again = run_sweep(tmp_path, *args)
-    assert again.returncode == 0, again.stderr
-    assert len(all_runs(server.uri)) == 5
 
 
 def test_file_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
@@ -124,3 +102,35 @@ def test_file_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
             assert [(e.step, e.value) for e in acc.Scalars("history/val_acc")] == \
                 [(rec["step"], pytest.approx(rec["val_acc"])) for rec in result["history"]]
             assert acc.Scalars("test_acc")[-1].value == pytest.approx(result["test_acc"])
+
+
+def test_mlflow_server_gets_a_run_per_job_under_its_stage_and_sweep_and_resume_adds_none(server, tmp_path):
+    """The λ search against a real server: 2 coarse + 2 fine jobs, each stage a run under the sweep's."""
+    args = ["experiment=lambda_search", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2]",
+            "search.fine.n=2", "seed=0", *LOCAL, "+tracking=mlflow", f"hydra.callbacks.mlflow.tracking_uri={server.uri}"]
+    server.wait_ready()
+    proc = run_sweep(tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert "View run" not in proc.stdout and "warning" not in proc.stderr
+    levels = by_level(all_runs(server.uri))
+    (parent,) = levels["sweep"]
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "sw"
+    search = json.loads((tmp_path / "sw" / "lambda_search.json").read_text())
+    assert parent.data.metrics["chosen_lambda"] == pytest.approx(search["chosen_lambda"])
+    stages = {r.info.run_name: r for r in levels["stage"]}
+    assert sorted(stages) == ["coarse", "fine"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in stages.values()} == {parent.info.run_id}
+    jobs = levels["job"]
+    assert len(jobs) == 4 and {r.info.status for r in jobs} == {"FINISHED"}
+    for run in jobs:
+        assert run.data.tags["mlflow.parentRunId"] == stages[run.data.tags["stage"]].info.run_id
+    assert sorted(r.data.tags["stage"] for r in jobs) == ["coarse", "coarse", "fine", "fine"]
+    mlflow = client(server.uri)
+    saved = {r["config_hash"]: r for r in results(tmp_path / "sw")}
+    for run in jobs:
+        check_job_run(mlflow, run, saved[run.data.tags["config_hash"]])
+    assert "results.csv" in {a.path for a in mlflow.list_artifacts(parent.info.run_id)}
+    # resumed: every job cached, nothing logged (no new parent either)
+    again = run_sweep(tmp_path, *args)
+    assert again.returncode == 0, again.stderr
+    assert len(all_runs(server.uri)) == 7

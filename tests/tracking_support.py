@@ -41,7 +41,7 @@ class MlflowServer:
         raise TimeoutError(f"mlflow server did not answer: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        for sig, wait in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
             try:
                 os.killpg(self.proc.pid, sig)
                 self.proc.wait(wait)
