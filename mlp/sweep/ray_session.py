@@ -16,9 +16,10 @@ GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
 RUNTIME_ENV_EXCLUDES = ["outputs/", "data/", ".git/", ".venv/", "*.egg-info/", "__pycache__/"]
 LOOPBACK = "127.0.0.1"
 # Ray's documented environment variables, read when Ray is imported (and inherited by the
-# processes ray.init starts). The private instance sets all three; see docs/security.md.
+# processes ray.init starts). The private instance sets RAY_AUTH_MODE, RAY_AUTH_TOKEN and
+# SINGLE_NODE; a cluster join may set RAY_AUTH_MODE. See docs/security.md.
 AUTH_MODE, AUTH_TOKEN, AUTH_TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
-SINGLE_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": no cluster, so the node's address is loopback
+SINGLE_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": single node, whose address is loopback
 
 
 def _probe(address: str, timeout_s: float, token: str | None = None) -> bool:
@@ -34,7 +35,8 @@ def _probe(address: str, timeout_s: float, token: str | None = None) -> bool:
     channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
     call = channel.unary_unary(GCS_PROBE, request_serializer=lambda b: b, response_deserializer=lambda b: b)
     try:
-        call(b"", timeout=timeout_s, metadata=[("authorization", f"Bearer {token}")] if token else None)
+        metadata = [("authorization", f"Bearer {token}")] if token else None
+        call(b"", timeout=timeout_s, metadata=metadata)
     except grpc.RpcError as exc:
         if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
             return True
@@ -52,8 +54,9 @@ def _use_token_auth(address: str, timeout_s: float = 5.0) -> None:
     it is imported (ray.init turns it on by itself only for address=auto)."""
     found = _find_token()
     if found is None:
-        raise UserError(f"the Ray cluster at {address} requires token authentication and no token was found "
-                        f"(copy the head's `ray get-auth-token` into ~/.ray/auth_token or RAY_AUTH_TOKEN)")
+        raise UserError(f"the Ray cluster at {address} requires token authentication and no token "
+                        f"was found (copy the head's `ray get-auth-token` into ~/.ray/auth_token "
+                        f"or RAY_AUTH_TOKEN)")
     token, where = found
     if _probe(address, timeout_s, token):
         raise UserError(f"the Ray cluster at {address} refused the token in {where} "
@@ -61,8 +64,9 @@ def _use_token_auth(address: str, timeout_s: float = 5.0) -> None:
     if os.environ.get(AUTH_MODE, "").lower() == "token":
         return
     if "ray" in sys.modules:
-        raise UserError(f"the Ray cluster at {address} requires token authentication, and Ray was imported "
-                        f"before the sweep could switch it on: set {AUTH_MODE}=token in the environment")
+        raise UserError(f"the Ray cluster at {address} requires token authentication, and Ray was "
+                        f"imported before the sweep could switch it on: set {AUTH_MODE}=token in "
+                        f"the environment")
     os.environ[AUTH_MODE] = "token"
 
 
@@ -82,9 +86,10 @@ def _refuse_unauthenticated(address: str, ray_cfg) -> None:
     """A cluster without token authentication runs anyone's code who reaches its ports: join it
     only when the user says so (sweep.ray.allow_insecure=true), and then say so on stderr."""
     if not bool(ray_cfg.get("allow_insecure", False)):
-        raise UserError(f"the Ray cluster at {address} does not require token authentication (anyone who "
-                        f"reaches its ports can run code on it): restart it with RAY_AUTH_MODE=token "
-                        f"(docs/security.md), or set sweep.ray.allow_insecure=true to use it anyway")
+        raise UserError(f"the Ray cluster at {address} does not require token authentication "
+                        f"(anyone who reaches its ports can run code on it): restart it with "
+                        f"RAY_AUTH_MODE=token (docs/security.md), or set "
+                        f"sweep.ray.allow_insecure=true to use it anyway")
     print(f"warning: joining the Ray cluster at {address} without token authentication "
           f"(sweep.ray.allow_insecure=true)", file=sys.stderr)
 
@@ -127,9 +132,9 @@ def _private_instance_env() -> None:
     if "ray" in sys.modules:
         if all(os.environ.get(k) == v for k, v in wanted.items()) and os.environ.get(AUTH_TOKEN):
             return
-        raise UserError("the sweep's private Ray instance must be configured before Ray is imported "
-                        "(loopback only, token authentication), and this process imported Ray earlier: "
-                        "run the sweep in a fresh process (runners/sweep.py)")
+        raise UserError("the sweep's private Ray instance must be configured before Ray is "
+                        "imported (loopback only, token authentication), and this process imported "
+                        "Ray earlier: run the sweep in a fresh process (runners/sweep.py)")
     os.environ.update(wanted)
     os.environ[AUTH_TOKEN] = secrets.token_hex(32)
 
@@ -214,8 +219,9 @@ def _connect(ray_cfg) -> dict:
     start, began_at = time.perf_counter(), time.time()
     address = str(ray_cfg.address or "local")
     if address.startswith(("http://", "https://")):
-        raise UserError(f"sweep.ray.address={address} is a dashboard/job-submission URL; give the cluster's "
-                        f"host:port (e.g. 127.0.0.1:6379), or submit the sweep with `ray job submit`")
+        raise UserError(f"sweep.ray.address={address} is a dashboard/job-submission URL; give the "
+                        f"cluster's host:port (e.g. 127.0.0.1:6379), or submit the sweep with "
+                        f"`ray job submit`")
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return {"address": address, "start_s": 0.0, "local": False, "began_at": began_at}
     # Ray reads its settings when imported: the checks below set them first.
