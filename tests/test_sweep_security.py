@@ -174,6 +174,16 @@ def test_cluster_without_token_auth_is_refused_unless_allowed(insecure_head, tmp
     assert len(errors) == 1 and "does not require token authentication" in errors[0], refused.stderr
     assert "sweep.ray.allow_insecure=true" in errors[0] and insecure_head.address in errors[0]
     assert not list((tmp_path / "refused").glob("*/result.json"))
+    # `auto` (here found through RAY_ADDRESS) is checked right after joining, before any job
+    auto_env = {"RAY_ADDRESS": insecure_head.address, **ON_LOOPBACK}
+    auto = run_sweep(
+        tmp_path, *args[:-1], "sweep.ray.address=auto", sweep_dir="auto", env_extra=auto_env
+    )
+    assert auto.returncode == 2
+    assert "does not require token authentication" in auto.stderr.strip().splitlines()[-1], (
+        auto.stderr
+    )
+    assert not list((tmp_path / "auto").glob("*/result.json"))
 
     allowed = run_sweep(
         tmp_path, *args, "sweep.ray.allow_insecure=true", sweep_dir="allowed", env_extra=ON_LOOPBACK
