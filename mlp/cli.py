@@ -27,6 +27,8 @@ def check_groups(overrides, groups=CHECKED_GROUPS) -> None:
         if group not in groups or ov.is_delete() or "glob(" in str(ov.input_line):
             continue
         values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        if not ov.is_sweep_override() and isinstance(ov.value(), list):  # group=[a,b]: several options
+            values = [str(v) for v in ov.value()]
         allowed = group_options(group)
         for v in values:
             if v not in allowed:

@@ -14,6 +14,7 @@ import traceback
 from omegaconf import OmegaConf
 
 from mlp.bundle_run import run_bundle  # imported when Ray loads this function, once per worker
+from mlp.sweep.capture import captured_output
 from mlp.sweep.task import _where
 
 
@@ -21,10 +22,14 @@ def mlp_sweep_bundle(cfgs: list[dict], data=None) -> list[dict]:
     """Run the jobs of one bundle from their resolved configs; data: the raw arrays when the
     driver ships them (else each task loads them through the cache)."""
     started_at, t0 = time.time(), time.perf_counter()
-    try:
-        outcomes = run_bundle([OmegaConf.create(cfg) for cfg in cfgs], data)
-    except Exception as exc:  # the shared part failed: every job of the bundle with it
-        outcomes = [exc] * len(cfgs)
+    with captured_output() as log:  # the bundle's output: every job's result["log"] (job.log)
+        try:
+            outcomes = run_bundle([OmegaConf.create(cfg) for cfg in cfgs], data)
+        except Exception as exc:  # the shared part failed: every job of the bundle with it
+            outcomes = [exc] * len(cfgs)
+        for out in outcomes:
+            if isinstance(out, Exception):
+                traceback.print_exception(out)
     where, wall = _where(), time.perf_counter() - t0
     results = []
     for cfg, out in zip(cfgs, outcomes):
@@ -41,6 +46,7 @@ def mlp_sweep_bundle(cfgs: list[dict], data=None) -> list[dict]:
                 "seed": cfg.get("seed"),
                 "lambda": cfg.get("lambda"),
             }
+        result["log"] = log.text
         result.update(where)
         result["task_started_at"] = started_at
         result["task_wall_s"] = wall / len(cfgs)  # this job's share of the task's wall time

@@ -21,6 +21,7 @@ import mlp.sweep as sweep_pkg
 from mlp.cli import absolutize_paths, compose_error, write_json_atomic
 from mlp.errors import UserError
 from mlp.sweep import bundling, ray_session
+from mlp.sweep.job_folder import write_job_folder
 from mlp.sweep.progress import Progress
 from mlp.sweep.results import make_row, write_csv_atomic
 from mlp.sweep.store import ResultStore, config_hash, scan_sweep_dir
@@ -204,6 +205,7 @@ class SweepRunner:
         """Write the job's files (result.json or failed.json, results.csv) and build its JobReturn."""
         result = dict(result)
         job_dir = self.sweep_dir / job.subdir
+        write_job_folder(job_dir, job.composed, result.pop("log", None))  # .hydra/*.yaml, job.log
         result.update(config_hash=job.key, sweep_job={"num": job.num, "overrides": job.overrides,
                                                      "stage": job.stage, "sweep_dir": str(self.sweep_dir)})
         if "task_started_at" in result and status != "cached":

@@ -13,8 +13,9 @@ from hydra.types import RunMode
 
 from mlp.cli import CONF_DIR, check_groups, compose_error
 from mlp.errors import UserError
+from mlp.tracking import check_trackers
 
-GROUPS = ("experiment", "data", "launcher")
+GROUPS = ("experiment", "data", "launcher", "tracking")
 INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "version")
 
 
@@ -33,7 +34,9 @@ def preflight(argv: list[str], config_name: str):
     check_groups(parsed, GROUPS)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
-            return GlobalHydra.instance().config_loader().load_configuration(
+            primary = GlobalHydra.instance().config_loader().load_configuration(
                 config_name=config_name, overrides=list(args.overrides), run_mode=RunMode.MULTIRUN)
         except Exception as exc:
             raise UserError(compose_error(exc)) from None
+    check_trackers(primary)  # +tracking=...: its package installed, its store reachable
+    return primary
