@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -18,7 +18,7 @@ SMALL_SYNTHETIC = ["data=synthetic", "data.n_train=1000", "data.n_test=200", "da
 
 
 def compose_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module(config_module="mlp.conf", version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
 
 

@@ -31,7 +31,7 @@ def test_benchmark_quick_writes_its_table(tmp_path):
             assert float(r["value"]) > 0, r
     assert {r["part"] for r in rows} >= {"peak", "step", "data"}
     md = mds[0].read_text()
-    assert "Machine:" in md and "runners/benchmark.py --quick" in md and "| part | figure |" in md
+    assert "Machine:" in md and "mlp-bench --quick" in md and "| part | figure |" in md
     assert "project step, batch 100, float64, 1 thread" in proc.stdout
 
 

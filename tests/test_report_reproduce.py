@@ -67,9 +67,9 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path):
 
 
 def test_reproduce_rejects_bad_arguments_in_one_line(tmp_path):
-    for args, needle in ((["profile=huge"], "unknown profile 'huge'"),
-                         (["lambda=0.1"], "lambda= is set by reproduce.py"),
-                         (["--fast"], "unknown option --fast")):
+    for args, needle in ((["--profile", "huge"], "unknown profile 'huge'"),
+                         (["lambda=0.1"], "lambda= is set by mlp-reproduce"),
+                         (["--fast"], "unrecognized arguments: --fast")):
         proc = reproduce(tmp_path, *args)
         assert proc.returncode == 2, args
         assert proc.stderr.strip().count("\n") == 0 and needle in proc.stderr, proc.stderr

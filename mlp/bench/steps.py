@@ -213,8 +213,7 @@ def plain_in_fresh_process(dtype, threads: int, steps: int, repeats: int) -> flo
     page-faulted in every step there, which no setting inside this process can undo."""
     code = ("import json, sys; from mlp.bench.steps import plain_blocks; "
             f"print(json.dumps(plain_blocks({np.dtype(dtype).name!r}, {threads}, {steps}, {repeats})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return statistics.median(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

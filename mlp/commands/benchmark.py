@@ -1,8 +1,8 @@
 """Every performance figure of the project, measured side by side, as one table.
 
-  python runners/benchmark.py                       # all parts (about 5 minutes on 2 cores)
-  python runners/benchmark.py --parts peak,step     # just the training step against the GEMM peak
-  python runners/benchmark.py --quick               # small sizes, no end-to-end runs or sweep (~30 s)
+  mlp-bench                       # all parts (about 5 minutes on 2 cores)
+  mlp-bench --parts peak,step     # just the training step against the GEMM peak
+  mlp-bench --quick               # small sizes, no end-to-end runs or sweep (~30 s)
 
 Prints the table and writes outputs/benchmarks/<date>.csv and .md (`--out` to change).
 Run it alone on the machine (e.g. under `flock /tmp/cpu.lock`): other load skews every figure.
@@ -18,18 +18,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from mlp.bench import data as bdata  # noqa: E402
-from mlp.bench import e2e, peak, steps, sweep  # noqa: E402
-from mlp.bench.machine import machine_line  # noqa: E402
-from mlp.bench.table import Row, as_text, write  # noqa: E402
+from mlp.bench import data as bdata
+from mlp.bench import e2e, peak, steps, sweep
+from mlp.bench.machine import machine_line
+from mlp.bench.table import Row, as_text, write
 
 PARTS = ("peak", "step", "data", "train", "sweep")
 QUICK_PARTS = ("peak", "step", "data")
 NAN = float("nan")
-ARCHIVE = ROOT / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
+# The team's shared archive, relative to the repository (the folder mlp-bench runs from), like
+# conf/data/cifar10_jpeg.yaml's default; CIFAR10_JPEG_ROOT wins there and here.
+ARCHIVE = Path(os.environ.get("CIFAR10_JPEG_ROOT", "../shared/data/cifar10-jpeg.tar.gz"))
 
 
 def _csv(text: str, conv=str) -> list:
@@ -49,7 +48,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--archive", type=Path, default=ARCHIVE, help="image-folder archive for the decode figures")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
     ap.add_argument("--tag", default="", help="file name suffix: <date>-<tag>.csv|md")
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks")
+    ap.add_argument("--out", type=Path, default=Path("outputs/benchmarks"))
     args = ap.parse_args(argv)
     args.parts = _csv(args.parts) if args.parts else list(QUICK_PARTS if args.quick else PARTS)
     bad = [p for p in args.parts if p not in PARTS]
@@ -139,11 +138,11 @@ def part_train(args, rows: list[Row]) -> None:
                     "GiB", f"wall {r['wall_s']:.1f} s, test acc {res['test_acc']:.3f}; target < 1.5 GiB"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     now = dt.datetime.now(dt.timezone.utc)
     machine = machine_line()
-    command = "python runners/benchmark.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None
+    command = "mlp-bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None
                                                                                   else argv))
     print(f"machine: {machine}", flush=True)
     rows: list[Row] = [Row("machine", "machine", machine)]
@@ -164,5 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def main() -> None:
+    sys.exit(run())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,4 +1,4 @@
-"""Regenerate the study's report from results: `python runners/report.py [DIR ...] [--out DIR]`.
+"""Regenerate the study's report from results: `mlp-report [DIR ...] [--out DIR]`.
 
 Reads every result.json (and lambda_search.json) below the given folders (default: outputs/)
 and writes REPORT.md, tables/ (CSV + Markdown) and figures/ (PNG) into --out (default
@@ -10,17 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from omegaconf import OmegaConf
 
-from omegaconf import OmegaConf  # noqa: E402
+from mlp.cli import conf_file, fail
+from mlp.errors import UserError
+from mlp.report.build import build_report, write_report
+from mlp.report.gather import gather
 
-from mlp.cli import fail  # noqa: E402
-from mlp.errors import UserError  # noqa: E402
-from mlp.report.build import build_report, write_report  # noqa: E402
-from mlp.report.gather import gather  # noqa: E402
-
-DEFAULT_CONFIG = ROOT / "conf" / "report" / "report.yaml"
+DEFAULT_CONFIG = conf_file("report", "report.yaml")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -55,8 +52,12 @@ def run(argv: list[str]) -> Path:
     return out
 
 
-if __name__ == "__main__":
+def main() -> None:
     try:
         run(sys.argv[1:])
     except UserError as exc:
         fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,8 @@
-"""Reproduce the whole study, then its report: `python runners/reproduce.py [--quick] [key=value ...]`.
+"""Reproduce the whole study, then its report: `mlp-reproduce [--quick] [key=value ...]`.
 
 Steps, each one sweep (runners/sweep.py) so a re-run only does what is missing:
 checks (gradcheck, overfit, both cyclic runs) → λ search (coarse + fine, every seed) →
-final model with the chosen λ → runners/report.py on the runs. key=value overrides
+final model with the chosen λ → mlp-report on the runs. key=value overrides
 (data=..., data.root=..., launcher=ray_cluster, sweep.* ...) go to every sweep;
 profiles are conf/reproduce/{full,quick}.yaml.
 """
@@ -14,18 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from mlp.cli import fail, write_json_atomic  # noqa: E402
-from mlp.errors import UserError  # noqa: E402
-from mlp.report.pipeline import make_plan, read_chosen  # noqa: E402
+from mlp.cli import fail, write_json_atomic
+from mlp.errors import UserError
+from mlp.report.pipeline import make_plan, read_chosen
 
 
-def step(name: str, script: str, args: list[str], timings: dict) -> None:
-    """Run one runner as a subprocess; its failure ends the reproduction with its exit code."""
-    cmd = [sys.executable, str(ROOT / "runners" / script), *args]
-    print(f"[reproduce] {name}: {script} {' '.join(args)}", flush=True)
+def step(name: str, command: str, args: list[str], timings: dict) -> None:
+    """Run one command (mlp.commands.<command>) as a subprocess; its failure ends the reproduction."""
+    cmd = [sys.executable, "-m", f"mlp.commands.{command}", *args]
+    print(f"[reproduce] {name}: mlp-{command} {' '.join(args)}", flush=True)
     start = time.perf_counter()
     rc = subprocess.run(cmd).returncode
     timings[name] = round(time.perf_counter() - start, 2)
@@ -44,26 +41,30 @@ def record(plan, invocation: dict) -> None:
     write_json_atomic(path, {"profile": plan.profile, "invocations": [*old, invocation]})
 
 
-def main(argv: list[str]) -> None:
+def reproduce(argv: list[str]) -> None:
     plan = make_plan(argv, Path.cwd())
     start, timings = time.perf_counter(), {}
     plan.runs_dir.mkdir(parents=True, exist_ok=True)
-    step("checks", "sweep.py", plan.checks, timings)
-    step("lambda_search", "sweep.py", plan.search, timings)
+    step("checks", "sweep", plan.checks, timings)
+    step("lambda_search", "sweep", plan.search, timings)
     chosen = read_chosen(plan.runs_dir)
     print(f"[reproduce] chosen λ = {chosen!r}", flush=True)
-    step("final", "sweep.py", plan.final(chosen), timings)
+    step("final", "sweep", plan.final(chosen), timings)
     record(plan, {"argv": argv, "chosen_lambda": chosen, "steps_s": dict(timings),
                   "runs_s": round(time.perf_counter() - start, 2)})
-    step("report", "report.py", [str(plan.runs_dir), "--out", str(plan.report_dir)], timings)
+    step("report", "report", [str(plan.runs_dir), "--out", str(plan.report_dir)], timings)
     total = time.perf_counter() - start
     print(f"[reproduce] profile {plan.profile}: {total:.1f} s in all "
           f"({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())})", flush=True)
     print(plan.report_dir / "REPORT.md")
 
 
-if __name__ == "__main__":
+def main() -> None:
     try:
-        main(sys.argv[1:])
+        reproduce(sys.argv[1:])
     except UserError as exc:
         fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""Run one experiment: `python runners/train.py experiment=NAME [key=value ...]`.
+"""Run one experiment: `mlp-train experiment=NAME [key=value ...]` (or `python runners/train.py`).
 
 Writes result.json (resolved config, metrics, history) into the Hydra run directory
 and prints its path last.
@@ -8,16 +8,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.utils import get_original_cwd  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from mlp.cli import absolutize_paths, check_composes, check_group_choices, fail, write_json_atomic  # noqa: E402
-from mlp.errors import UserError  # noqa: E402
-from mlp.experiment import run_experiment  # noqa: E402
+from mlp.cli import CONFIG_PATH, absolutize_paths, check_composes, check_group_choices, fail, write_json_atomic
+from mlp.errors import UserError
+from mlp.experiment import run_experiment
 
 
 def summary(result: dict) -> str:
@@ -31,8 +29,8 @@ def summary(result: dict) -> str:
             f"final_train_loss={result['final_train_loss']:.4f} ({result['train_s']:.1f} s)")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+def train(cfg: DictConfig) -> None:
     try:
         absolutize_paths(cfg, Path(get_original_cwd()))
         result = run_experiment(cfg)
@@ -46,10 +44,15 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Check the command line in one line per problem, then hand it to Hydra."""
     try:
         check_group_choices(sys.argv[1:])
         check_composes(sys.argv[1:])
     except UserError as exc:
         fail(str(exc))
+    train()
+
+
+if __name__ == "__main__":
     main()
