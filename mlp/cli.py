@@ -17,7 +17,7 @@ from mlp.errors import UserError
 # command finds them from any folder, in an editable install or a wheel.
 CONF_MODULE = "mlp.conf"
 CONFIG_PATH = f"pkg://{CONF_MODULE}"
-CHECKED_GROUPS = ("experiment", "data", "search")
+CHECKED_GROUPS = ("experiment", "data")
 
 
 def conf_file(*parts: str) -> Path:

@@ -321,7 +321,6 @@ def test_report_never_trains(results_dir, monkeypatch):
         raise AssertionError("the report trained")
     monkeypatch.setattr(mlp.train, "train", boom)
     monkeypatch.setattr(mlp.experiment, "run_experiment", boom)
-    spec = importlib.util.spec_from_file_location("report_runner", ROOT / "runners" / "report.py")
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
+    from mlp.commands import report as runner
+
     assert runner.run([str(results_dir), "--out", str(results_dir.parent / "rep")]).is_file()

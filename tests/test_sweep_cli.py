@@ -19,8 +19,8 @@ from mlp.sweep.store import ResultStore, config_hash
     (["-m", "experiment=lambda_coarse", "lambda=1e-5,1e-3,-1e-2"], "lambda=-0.01 must be a number ≥ 0"),
     (["-m", "experiment=cyclic_1cycle,nope"], "unknown experiment 'nope'"),
     (["-m", "launcher=nowhere"], "unknown launcher 'nowhere'"),
-    (["experiment=lambda_search", "search.coarse.grid=[1e-3,-1]"], "search.coarse.grid has lambda=-1"),
-    (["experiment=lambda_search", "data.n_train=500,600"], "data.n_train cannot be swept"),
+    (["search=lambda", "search.coarse.grid=[1e-3,-1]"], "search.coarse.grid has lambda=-1"),
+    (["search=lambda", "data.n_train=500,600"], "data.n_train cannot be swept"),
     (["-m", "experiment=cyclic_1cycle", "sweep.ray.address=http://127.0.0.1:8265"], "dashboard/job-submission URL"),
     (["-m", "experiment=cyclic_1cycle", "sweep.cpus_per_job=0"], "sweep.cpus_per_job=0 must be a whole number"),
 ])

@@ -111,7 +111,7 @@ def test_killed_worker_is_retried_and_the_sweep_completes(head, tmp_path):
 
 
 def test_lambda_search_runs_both_stages(head, tmp_path):
-    proc = run_sweep(tmp_path, "experiment=lambda_search", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2,1]",
+    proc = run_sweep(tmp_path, "search=lambda", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2,1]",
                      "search.fine.n=2", "seed=0,1", "search.coarse.overrides=['train.cycles=2']", *cluster(head))
     assert proc.returncode == 0, proc.stderr
     out = json.loads((tmp_path / "sw" / "lambda_search.json").read_text())
@@ -129,7 +129,7 @@ def test_lambda_search_runs_both_stages(head, tmp_path):
     assert all(r["config"]["data"]["n_train"] == 1000 and r["config"]["train"]["n_s"] == 20 for r in saved)
     assert sorted(r["config"]["train"]["cycles"] for r in saved) == [2] * 6 + [3] * 4  # each stage its own setting
     # the search resumes like any sweep
-    again = run_sweep(tmp_path, "experiment=lambda_search", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2,1]",
+    again = run_sweep(tmp_path, "search=lambda", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2,1]",
                       "search.fine.n=2", "seed=0,1", "search.coarse.overrides=['train.cycles=2']", *cluster(head),
                       sweep_dir="sw2")
     assert again.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 0

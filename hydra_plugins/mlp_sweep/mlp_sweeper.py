@@ -1,5 +1,6 @@
 """Hydra Sweeper `mlp`: Hydra's own sweep syntax (a,b / range / choice / glob, several keys),
-or, for a config with `kind: search`, the study's two-stage λ search; one exit code at the end.
+or, with a `search` group chosen (`search=lambda`, conf/search/), the study's two-stage λ
+search; one exit code at the end.
 """
 
 import sys
@@ -41,7 +42,7 @@ class MlpSweeper(Sweeper):
 
         try:
             overrides = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(arguments)
-            if self.config.get("kind") == "search":
+            if OmegaConf.select(self.config, "hydra.runtime.choices.search") is not None:
                 from mlp.sweep.search import run_search
 
                 returns = None

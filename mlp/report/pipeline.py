@@ -92,7 +92,7 @@ def make_plan(argv: list[str], base: Path) -> Plan:
     c, s, f = prof.checks, prof.search, prof.final
     checks = ["-m", "experiment=" + ",".join(c.experiments), seeds(c), f"hydra.sweep.dir={runs / 'checks'}",
               *c.overrides, *user]
-    search = ["experiment=lambda_search", seeds(s), f"hydra.sweep.dir={runs / 'lambda_search'}", *s.overrides, *user]
+    search = ["search=lambda", seeds(s), f"hydra.sweep.dir={runs / 'lambda_search'}", *s.overrides, *user]
     final = ["-m", "experiment=final", seeds(f), f"hydra.sweep.dir={runs / 'final'}", *f.overrides, *user]
     return Plan(profile, runs, report, checks, search, final)
 
