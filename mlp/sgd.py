@@ -74,7 +74,7 @@ class SGDStep:
         dtype = params["W1"].dtype
         self.gemm = fused_gemm(dtype) if fused else None
         if self.gemm is not None:  # the in-place updates need the weights' own, contiguous memory
-            params["W1"] = np.asarray(params["W1"], order=W1_ORDER.get(dtype, "C"))
+            params["W1"] = np.asarray(params["W1"], order=W1_ORDER.get(dtype, "C"))  # type: ignore[call-overload]
             params["W2"] = np.ascontiguousarray(params["W2"])
         w1, w2 = params["W1"], params["W2"]
         hidden, d_in = w1.shape

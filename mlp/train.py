@@ -24,6 +24,7 @@ def resolve_n_s(train_cfg, n_train: int) -> int | None:
 
 def total_steps(train_cfg, n_train: int, n_s: int | None) -> int:
     if train_cfg.schedule == "cyclic":
+        assert n_s is not None, "a cyclic schedule has a step size n_s"
         return 2 * n_s * int(train_cfg.cycles)
     return int(train_cfg.epochs) * math.ceil(n_train / int(train_cfg.batch_size))
 

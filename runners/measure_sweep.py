@@ -1,6 +1,7 @@
 """Measure the sweep figures of issue 3 side by side (run under `flock /tmp/cpu.lock`).
 
-  python runners/measure_sweep.py fanout [--data cifar10_jpeg] [--rounds 2]  # 6 lambda_coarse jobs: Ray sweep vs Hydra's basic launcher
+  python runners/measure_sweep.py fanout [--data cifar10_jpeg] [--rounds 2]
+      # 6 lambda_coarse jobs: Ray sweep vs Hydra's basic launcher
   python runners/measure_sweep.py memory [--data cifar10_jpeg]   # peak PSS of a 2-task sweep of final-sized jobs
 
 Prints the figures and writes them as JSON under outputs/sweeps/_measure/.

@@ -1,6 +1,5 @@
 """Bad input on the command line: one line on stderr naming the value, exit code 2, no result written."""
 import pytest
-
 from conftest import SMALL_SYNTHETIC, run_cli
 
 

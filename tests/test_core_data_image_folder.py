@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_cache_dir
 from PIL import Image
 
-from conftest import shared_cache_dir
 from mlp.data import build_dataset, load_raw
 from mlp.data.image_folder import CLASSES
 from mlp.errors import UserError

@@ -1,8 +1,8 @@
 """Every experiment config composes and validates; training is deterministic; the overfit check works."""
 import numpy as np
 import pytest
-
 from conftest import SMALL_SYNTHETIC, shared_cache_dir
+
 from mlp.cli import group_options
 from mlp.experiment import run_experiment
 from mlp.train import record_steps, resolve_n_s

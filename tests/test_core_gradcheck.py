@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import SMALL_SYNTHETIC, run_cli
+
 from mlp.experiment import run_experiment
 from mlp.gradcheck import check_case
 

@@ -2,7 +2,6 @@
 missing and corrupt results."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -127,7 +126,8 @@ def test_markdown_shows_mean_pm_std_and_n(written, results_dir):
     header = [c.strip() for c in md[0].strip("|").split("|")]
     assert cells[header.index("n")] == "3"
     assert cells[header.index("seeds")] == "0,1,2"
-    assert cells[header.index("test acc (%)")] == f"{100 * want['test_acc_mean']:.2f} ± {100 * want['test_acc_std']:.2f}"
+    want_test = f"{100 * want['test_acc_mean']:.2f} ± {100 * want['test_acc_std']:.2f}"
+    assert cells[header.index("test acc (%)")] == want_test
     assert cells[header.index("val loss")] == f"{want['final_val_loss_mean']:.4f} ± {want['final_val_loss_std']:.4f}"
     one = (written / "tables" / "cyclic_3cycles.md").read_text().splitlines()[2]
     assert "±" not in one  # a single seed shows its value, no spread

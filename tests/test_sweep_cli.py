@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from omegaconf import OmegaConf
-
 from sweep_support import SMALL, ray_processes, run_sweep, wait_gone
 
 from mlp.errors import UserError

@@ -7,8 +7,17 @@ import subprocess
 import time
 
 import pytest
-
-from sweep_support import RAY, ROOT, SMALL, RayNode, free_port, results, rows, venv_env, wait_for_nodes
+from sweep_support import (
+    RAY,
+    ROOT,
+    SMALL,
+    RayNode,
+    free_port,
+    results,
+    rows,
+    venv_env,
+    wait_for_nodes,
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-
 from sweep_support import SMALL, RayNode, results, rows, run_sweep, summary, task_pids
 
 

@@ -9,7 +9,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 # The child reports its own high-water mark (VmHWM) at exit. ru_maxrss from wait4 would not do:
 # Linux carries it across execve, so it starts at the size of this (large) benchmark process.
 _PEAK_TRAMPOLINE = """

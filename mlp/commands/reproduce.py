@@ -43,7 +43,7 @@ def record(plan, invocation: dict) -> None:
 
 def reproduce(argv: list[str]) -> None:
     plan = make_plan(argv, Path.cwd())
-    start, timings = time.perf_counter(), {}
+    start, timings = time.perf_counter(), dict[str, float]()
     plan.runs_dir.mkdir(parents=True, exist_ok=True)
     step("checks", "sweep", plan.checks, timings)
     step("lambda_search", "sweep", plan.search, timings)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 
-import mlp.sweep  # noqa: F401  (first: marks the driver's start time)
 import hydra
 from omegaconf import DictConfig
 
+import mlp.sweep  # noqa: F401  (first: marks the driver's start time)
 from mlp.cli import CONFIG_PATH, fail
 from mlp.errors import UserError
 from mlp.sweep.preflight import preflight

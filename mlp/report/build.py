@@ -18,7 +18,14 @@ from matplotlib.figure import Figure
 from mlp.report import figures as F
 from mlp.report import markdown as M
 from mlp.report.gather import Gathered
-from mlp.report.tables import Table, chosen_lambda, fmt_mean_std, gradcheck_table, pick_source, train_table
+from mlp.report.tables import (
+    Table,
+    chosen_lambda,
+    fmt_mean_std,
+    gradcheck_table,
+    pick_source,
+    train_table,
+)
 
 KNOWN = ("gradcheck", "overfit", "cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final")
 HISTORY_FIGURES = ("overfit", "cyclic_1cycle", "cyclic_3cycles", "final")
@@ -39,7 +46,8 @@ def primary_group(sub: pd.DataFrame, prefer_lambda: float | None = None) -> pd.D
     """The configuration a figure shows: the chosen λ if present, then the most seeds, then the latest path."""
     ranked = []
     for group, g in sub.groupby("group", sort=True):
-        lam_match = prefer_lambda is not None and bool(np.isclose(g["lambda"].iloc[0], prefer_lambda, rtol=1e-9, atol=0))
+        lam_match = prefer_lambda is not None and bool(
+            np.isclose(g["lambda"].iloc[0], prefer_lambda, rtol=1e-9, atol=0))
         ranked.append(((lam_match, len(g), max(g["path"])), group))
     best = max(ranked)[1]
     return sub[sub["group"] == best].sort_values("seed", kind="stable")
@@ -78,7 +86,8 @@ class _Builder:
         hist = [self.g.results[p]["history"] for p in g["path"]]
         lam = float(g["lambda"].iloc[0])
         n = len(g)
-        title = f"{TITLES.get(name, name)}: λ = {lam:.4g}, " + (f"{n} seeds" if n > 1 else f"seed {int(g['seed'].iloc[0])}")
+        seeds = f"{n} seeds" if n > 1 else f"seed {int(g['seed'].iloc[0])}"
+        title = f"{TITLES.get(name, name)}: λ = {lam:.4g}, " + seeds
         if bool(g["synthetic"].iloc[0]):
             title += " [SYNTHETIC DATA]"
         self.report.figures[name] = F.history_figure(hist, title)
@@ -139,7 +148,8 @@ class _Builder:
 
     def lr_figure(self) -> str:
         s = self.cfg.lr_schedule
-        self.report.figures["lr_schedule"] = F.lr_schedule_figure(float(s.eta_min), float(s.eta_max), int(s.n_s), int(s.steps))
+        self.report.figures["lr_schedule"] = F.lr_schedule_figure(
+            float(s.eta_min), float(s.eta_max), int(s.n_s), int(s.steps))
         return ("The triangular schedule, as in the study's figure 1 "
                 f"(η_min = {s.eta_min}, η_max = {s.eta_max}, n_s = {s.n_s}, steps 0–{s.steps}; "
                 "from `conf/report/report.yaml`, computed with `mlp.schedule.cyclic_eta`):\n\n"
@@ -157,7 +167,7 @@ class _Builder:
         # Only a search whose folder holds these very runs names the chosen λ (not one from other data).
         mine = [s for s in self.g.searches
                 if any(p.startswith(s["_path"].rsplit("/", 1)[0] + "/") for p in sub["path"])]
-        chosen, how = chosen_lambda(mine, list(stages.values()))
+        chosen, how = chosen_lambda(mine, [t for t in stages.values() if t is not None])
         self.report.chosen_lambda = chosen
         text = out + self.header(sub, source, others) + "\n"
         if chosen is not None:
@@ -188,7 +198,8 @@ class _Builder:
             close = best[best["val_acc_mean"] >= top["val_acc_mean"] - top["val_acc_std"]]
             text += (f"\n{len(close)} of the {len(best)} λ values tried lie within one standard deviation over seeds "
                      f"({_pct(top['val_acc_std'])}) of that best mean (λ from {close['lambda'].min():.3g} "
-                     f"to {close['lambda'].max():.3g}): at n = {int(top['n'])} seeds the search cannot tell them apart.\n")
+                     f"to {close['lambda'].max():.3g}): at n = {int(top['n'])} seeds "
+                     "the search cannot tell them apart.\n")
         return text
 
     def others(self) -> str:
@@ -198,7 +209,7 @@ class _Builder:
         text = "## 6. Other experiments\n\n"
         for name in names:
             sub, source, others = pick_source(self.g.runs, [name])
-            text += f"### `{name}`\n\n" + self.header(sub, source, others) + "\n"
+            text += f"### `{name}`\n\n" + self.header(sub, source or "", others) + "\n"
             if (sub["kind"] == "gradcheck").any():
                 text += "_gradient-check results of another experiment name; not tabulated._\n\n"
                 continue

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from mlp.version import RESULT_VERSION
 from mlp.sweep.store import is_placement_key
+from mlp.version import RESULT_VERSION
 
 RESULT_NAME = "result.json"
 SEARCH_NAME = "lambda_search.json"
@@ -147,15 +148,17 @@ def _display(path: Path, base: Path | None) -> str:
     return p.as_posix()
 
 
-def gather(roots: list[Path], exclude: list[Path] = (), base: Path | None = None) -> Gathered:
+def gather(roots: list[Path], exclude: Sequence[Path] = (), base: Path | None = None) -> Gathered:
     """Read every result below roots; unusable files become (path, reason) problems, never errors."""
-    results, rows, problems = {}, [], []
+    results: dict[str, dict] = {}
+    rows: list[dict] = []
+    problems: list[tuple[str, str]] = []
     for path in _files(roots, RESULT_NAME, list(exclude)):
         shown = _display(path, base)
         obj, err = _load(path)
         err = err or _check(obj, path)
-        if err:
-            problems.append((shown, err))
+        if err or obj is None:
+            problems.append((shown, err or "empty"))
             continue
         try:
             rows.append(_row(shown, obj))
@@ -173,8 +176,8 @@ def gather(roots: list[Path], exclude: list[Path] = (), base: Path | None = None
         obj, err = _load(path)
         if err is None and not (isinstance(obj, dict) and _finite(obj.get("chosen_lambda"))):
             err = "no numeric 'chosen_lambda'"
-        if err:
-            problems.append((shown, err))
+        if err or obj is None:
+            problems.append((shown, err or "empty"))
             continue
         searches.append({**obj, "_path": shown})
     reproductions = []

@@ -51,7 +51,7 @@ def table_links(name: str) -> str:
 def reproduction_line(r: dict) -> str:
     """How long the runs took, per reproduce.py invocation (a resumed one only does what was missing)."""
     lines = [f"Runs made by `runners/reproduce.py` (profile {r.get('profile')}; `{r['_path']}`):\n"]
-    for i, inv in enumerate(r["invocations"][-5:]):
+    for inv in r["invocations"][-5:]:
         steps = ", ".join(f"{k} {v:.0f} s" for k, v in inv.get("steps_s", {}).items())
         cmd = " ".join(["python runners/reproduce.py", *inv.get("argv", [])])
         lines.append(f"- `{cmd}`: **{inv.get('runs_s', float('nan')) / 60:.1f} min** of runs ({steps})")

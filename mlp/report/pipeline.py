@@ -40,7 +40,7 @@ def profiles() -> list[str]:
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors are the project's one-line UserError (exit 2 via the caller)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         raise UserError(message)
 
 

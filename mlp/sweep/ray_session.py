@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from mlp.errors import UserError
 
@@ -45,7 +46,7 @@ def _use_token_auth(address: str) -> None:
         return
     try:
         from ray._private.authentication.authentication_token_setup import _enable_token_auth
-        from ray._raylet import AuthenticationTokenLoader
+        from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
     except ImportError:  # a Ray without token auth
         return
     if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
@@ -77,6 +78,7 @@ class _EarlyStart(threading.Thread):
         self.ready.wait()
         if self.error is not None:
             raise self.error
+        assert self.info is not None
         return self.info
 
 
@@ -129,7 +131,8 @@ def _connect(ray_cfg) -> dict:
     for name in ("ray", "ray._private.authentication.authentication_token_setup"):
         logging.getLogger(name).setLevel(level)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    common = dict(logging_level=level, log_to_driver=bool(ray_cfg.log_to_driver), configure_logging=True)
+    common: dict[str, Any] = dict(logging_level=level, log_to_driver=bool(ray_cfg.log_to_driver),
+                                  configure_logging=True)
     if address.startswith(("http://", "https://")):
         raise UserError(f"sweep.ray.address={address} is a dashboard/job-submission URL; give the cluster's "
                         f"host:port (e.g. 127.0.0.1:6379), or submit the sweep with `ray job submit`")
@@ -137,7 +140,7 @@ def _connect(ray_cfg) -> dict:
         return {"address": address, "start_s": 0.0, "local": False, "began_at": began_at}
     try:
         if address == "local":
-            kwargs = dict(include_dashboard=False,
+            kwargs: dict[str, Any] = dict(include_dashboard=False,
                           object_store_memory=int(ray_cfg.object_store_mb) * 1024 ** 2)
             if ray_cfg.num_cpus is not None:
                 kwargs["num_cpus"] = int(ray_cfg.num_cpus)
