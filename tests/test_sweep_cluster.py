@@ -19,6 +19,8 @@ from sweep_support import (
     wait_for_nodes,
 )
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.cluster]
+
 
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
