@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
+from mlp import run_progress
 from mlp.cli import (
     CONFIG_PATH,
     absolutize_paths,
@@ -38,6 +39,7 @@ def summary(result: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def train(cfg: DictConfig) -> None:
+    run_progress.enable()
     try:
         absolutize_paths(cfg, Path(get_original_cwd()))
         result = run_experiment(cfg)
