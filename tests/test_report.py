@@ -324,3 +324,23 @@ def test_report_never_trains(results_dir, monkeypatch):
     from mlp.commands import report as runner
 
     assert runner.run([str(results_dir), "--out", str(results_dir.parent / "rep")]).is_file()
+
+
+def test_report_names_no_absolute_path_of_this_machine(results_dir, tmp_path):
+    """Data source and resolved config show the archive's file name, not its folder; the cache
+    folder (run placement) is left out; result files are listed relative to where it ran."""
+    runs = tmp_path / "runs"
+    shutil.copytree(results_dir, runs)
+    secret = "/srv/private/datasets"
+    for path in runs.rglob("result.json"):
+        r = json.loads(path.read_text())
+        r["data_source"] = f"cifar10_jpeg: {secret}/cifar10-jpeg.tar.gz"
+        r["config"]["data"]["root"] = f"{secret}/cifar10-jpeg.tar.gz"
+        r["config"]["data"]["cache_dir"] = "/home/someone/.cache/mlp_study"
+        path.write_text(json.dumps(r))
+    proc = run_report(runs, "--out", str(tmp_path / "rep"), cwd=Path("/"))
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "rep" / "REPORT.md").read_text()
+    assert "Data source: `cifar10_jpeg: cifar10-jpeg.tar.gz`" in md and "root: cifar10-jpeg.tar.gz" in md
+    for absolute in (secret, "/home/someone", str(tmp_path), str(Path.home())):
+        assert absolute not in md, absolute

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,11 +142,9 @@ def _row(path: str, r: dict) -> dict:
 
 
 def _display(path: Path, base: Path | None) -> str:
-    """Paths relative to base when below it, so the report does not depend on where it was run from."""
-    p = path.resolve()
-    if base is not None and p.is_relative_to(base.resolve()):
-        return p.relative_to(base.resolve()).as_posix()
-    return p.as_posix()
+    """Paths relative to base (the folder the report runs from), never absolute: the report does
+    not name this machine's folders."""
+    return Path(os.path.relpath(path.resolve(), (base or Path.cwd()).resolve())).as_posix()
 
 
 def gather(roots: list[Path], exclude: Sequence[Path] = (), base: Path | None = None) -> Gathered:
