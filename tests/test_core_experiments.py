@@ -52,6 +52,7 @@ def test_record_steps_default_ten_per_cycle_and_end(cfg_factory):
     assert marks[:3] == [0, 160, 320]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_history(cfg_factory):
     cfg = cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, *SHORT, "seed=4"])
     a, b = run_experiment(cfg), run_experiment(cfg)
@@ -60,6 +61,7 @@ def test_same_seed_gives_identical_history(cfg_factory):
     assert other["history"] != a["history"]
 
 
+@pytest.mark.slow
 def test_training_learns_and_records_everything(cfg_factory):
     result = run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=40"]))
     hist = result["history"]
@@ -92,6 +94,7 @@ def test_training_runs_in_the_configured_dtype(cfg_factory, monkeypatch, dtype):
     assert result["val_acc"] > 0.2
 
 
+@pytest.mark.slow
 def test_overfit_on_synthetic(cfg_factory):
     result = run_experiment(cfg_factory(["experiment=overfit", *SMALL_SYNTHETIC, "train.epochs=100"]))
     assert result["n_train"] == 100

@@ -12,6 +12,7 @@ CASES_SMALL = ["gradcheck.cases=[{name: reduced, n_samples: 2, dims: 20, max_ent
                "{name: full, n_samples: 2, dims: 3072, max_entries: 600}]"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-6), ("float32", 1e-3)])
 def test_gradcheck_experiment_passes_both_sizes(cfg_factory, dtype, tol):
     cfg = cfg_factory(["experiment=gradcheck", f"dtype={dtype}", *SMALL_SYNTHETIC, *CASES_SMALL])

@@ -40,6 +40,9 @@ RUNS = [
 ]
 ALL_TABLES = {"gradcheck", "overfit", "cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final"}
 ALL_FIGURES = {"lr_schedule", "overfit", "cyclic_1cycle", "cyclic_3cycles", "final", "lambda_search"}
+# Its fixture trains every experiment of the study on synthetic data (~40 s here).
+pytestmark = pytest.mark.slow
+
 METRICS = ["train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss"]
 
 

@@ -12,6 +12,7 @@ from mlp.sweep.search import check_search, fine_lambdas
 from mlp.sweep.store import ResultStore, config_hash
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["-m", "experiment=cyclic_1cycle", "trian.epochs=3"], "unknown key 'trian.epochs'"),
     (["-m", "experiment=cyclic_1cycle", "lambda=0.1", "train.n_x=1,2"], "unknown key 'train.n_x'"),
