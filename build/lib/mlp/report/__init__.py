@@ -1,0 +1,1 @@
+"""The study's report: gather results → tables → figures → REPORT.md (reads results only, never trains)."""

@@ -1,0 +1,44 @@
+"""The body of one Ray task: run one experiment and return its result to the driver.
+
+Errors are caught and returned as data (status failed) so one bad job never stops the
+sweep; a worker that dies never returns, and Ray retries the task (max_retries).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+import traceback
+
+from omegaconf import OmegaConf
+
+from mlp.experiment import run_experiment  # imported when Ray loads this function, once per worker
+
+
+def mlp_sweep_job(cfg: dict) -> dict:
+    """Run one job from its resolved config; the name shows in the worker's process title."""
+    started_at, t0 = time.time(), time.perf_counter()
+    try:
+        result = run_experiment(OmegaConf.create(cfg))
+        result["status"] = "ok"
+    except Exception as exc:  # recorded, not raised: the other jobs go on
+        first = (str(exc).strip().splitlines() or [""])[0]
+        result = {"status": "failed", "error": f"{type(exc).__name__}: {first}",
+                  "traceback": traceback.format_exc(), "config": cfg,
+                  "experiment": cfg.get("name"), "seed": cfg.get("seed"), "lambda": cfg.get("lambda")}
+    result.update(_where())
+    result["task_started_at"] = started_at
+    result["task_wall_s"] = time.perf_counter() - t0
+    return result
+
+
+def _where() -> dict:
+    info = {"host": platform.node(), "pid": os.getpid()}
+    try:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        info.update(node_id=ctx.get_node_id(), task_id=ctx.get_task_id())
+    except Exception:  # not inside Ray (direct call)
+        pass
+    return info

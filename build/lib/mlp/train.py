@@ -1,0 +1,87 @@
+"""Mini-batch SGD with a cyclic (or constant) learning rate, recording loss/cost/accuracy."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from mlp import run_progress
+from mlp.data import Dataset
+from mlp.evaluate import evaluate
+from mlp.model import l2_penalty
+from mlp.schedule import make_schedule
+from mlp.sgd import SGDStep
+
+
+def resolve_n_s(train_cfg, n_train: int) -> int | None:
+    """n_s as configured, or n_s_epochs·⌊n/batch⌋ (the study's '2 epochs per half-cycle')."""
+    if train_cfg.schedule != "cyclic":
+        return None
+    if train_cfg.n_s is not None:
+        return int(train_cfg.n_s)
+    return int(train_cfg.n_s_epochs) * (n_train // int(train_cfg.batch_size))
+
+
+def total_steps(train_cfg, n_train: int, n_s: int | None) -> int:
+    if train_cfg.schedule == "cyclic":
+        assert n_s is not None, "a cyclic schedule has a step size n_s"
+        return 2 * n_s * int(train_cfg.cycles)
+    return int(train_cfg.epochs) * math.ceil(n_train / int(train_cfg.batch_size))
+
+
+def record_steps(train_cfg, steps: int, n_s: int | None) -> list[int]:
+    """Step 0, every record_every steps (default: record_points_per_cycle per cycle), and the end."""
+    every = train_cfg.record_every
+    if every is None:
+        period = 2 * n_s if n_s else steps
+        every = max(1, period // int(train_cfg.record_points_per_cycle))
+    return sorted(set(range(0, steps, int(every))) | {steps})
+
+
+def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, seed: int) -> dict:
+    """Train params in place; returns history records and timings (plain data)."""
+    n = len(ds.train)
+    batch = int(train_cfg.batch_size)
+    n_s = resolve_n_s(train_cfg, n)
+    steps = total_steps(train_cfg, n, n_s)
+    eta_at = make_schedule(train_cfg, n_s)
+    marks = set(record_steps(train_cfg, steps, n_s))
+    steps_per_epoch = math.ceil(n / batch)
+    stepper = SGDStep(params, batch, ds.mean, ds.inv_std)
+    rng = np.random.default_rng([seed, 1])  # shuffling stream, independent of the init stream
+    history, eval_s = [], 0.0
+    progress = run_progress.start(steps)
+
+    def record(t: int) -> None:
+        nonlocal eval_s
+        start = time.perf_counter()
+        penalty = float(l2_penalty(params))
+        tr = evaluate(params, ds.train, ds.mean, ds.inv_std, lam, penalty)
+        va = evaluate(params, ds.val, ds.mean, ds.inv_std, lam, penalty)
+        history.append({"step": t, "epoch": t / steps_per_epoch, "eta": eta_at(t),
+                        "train_loss": tr["loss"], "train_cost": tr["cost"], "train_acc": tr["acc"],
+                        "val_loss": va["loss"], "val_cost": va["cost"], "val_acc": va["acc"]})
+        eval_s += time.perf_counter() - start
+        progress.record(t, tr["loss"])
+
+    # η for every step at once (the schedule is vectorised): one scalar NumPy call per step was ~1.5% of a step
+    etas = np.broadcast_to(eta_at(np.arange(steps)), (steps,)).tolist()
+    start = time.perf_counter()
+    record(0)
+    t = 0
+    while t < steps:
+        order = rng.permutation(n)
+        for lo in range(0, n, batch):
+            if t >= steps:
+                break
+            stepper.step(ds.train.x, ds.train.y, order[lo:lo + batch], lam, etas[t])
+            t += 1
+            if t >= progress.next_step:
+                progress.step(t)
+            if t in marks:
+                record(t)
+    total = time.perf_counter() - start
+    progress.close()
+    return {"history": history, "n_s": n_s, "steps": steps, "train_s": total, "eval_s": eval_s,
+            "samples_per_s": steps * batch / max(total - eval_s, 1e-9)}
