@@ -1,6 +1,6 @@
 """Reproduce the whole study, then its report: `mlp-reproduce [--quick] [key=value ...]`.
 
-Steps, each one sweep (runners/sweep.py) so a re-run only does what is missing:
+Steps, each one sweep (mlp-sweep) so a re-run only does what is missing:
 checks (gradcheck, overfit, both cyclic runs) → λ search (coarse + fine, every seed) →
 final model with the chosen λ → mlp-report on the runs. key=value overrides
 (data=..., data.root=..., launcher=ray_cluster, sweep.* ...) go to every sweep;

@@ -1,5 +1,5 @@
 """Run a sweep on Ray: `mlp-sweep -m experiment=NAME lambda=a,b,c seed=0,1,2`,
-or the whole λ search: `mlp-sweep -m search=lambda` (also `python runners/sweep.py ...`).
+or the whole λ search: `mlp-sweep search=lambda` (also `python runners/sweep.py ...`).
 
 Each job is a Ray task (a private local Ray instance by default; launcher=ray_cluster or
 RAY_ADDRESS for a cluster). The driver writes every job's result.json under hydra.sweep.dir,
