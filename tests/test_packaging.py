@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,12 @@ def run(cmd: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedPr
 
 
 def test_wheel_installs_and_trains_from_an_empty_folder(tmp_path):
-    # pip builds in isolation (fetches setuptools from PyPI once, then from its cache); no deps.
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", ROOT], tmp_path)
+    # built from a copy (setuptools writes build/ and *.egg-info next to the sources); pip builds
+    # in isolation (fetches setuptools from PyPI once, then from its cache); no dependencies
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "outputs", "build", "*.egg-info",
+                                                             "__pycache__", "tests", "docs"))
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", src], tmp_path)
     (wheel,) = (tmp_path / "dist").glob("mlp_study-*.whl")
     # the machine's packages, not this checkout's editable install (the venv's site is the base's)
     base = Path(getattr(sys, "_base_executable", sys.executable))

@@ -1,1 +1,0 @@
-"""The study's report: gather results → tables → figures → REPORT.md (reads results only, never trains)."""
