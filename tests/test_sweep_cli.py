@@ -25,14 +25,14 @@ from mlp.sweep.store import ResultStore, config_hash
     (["-m", "experiment=cyclic_1cycle", "sweep.cpus_per_job=0"], "sweep.cpus_per_job=0 must be a whole number"),
 ])
 def test_bad_input_is_one_line_before_any_job(tmp_path, args, message):
-    before = ray_processes()
+    before = ray_processes(tmp_path)
     proc = run_sweep(tmp_path, *args, *SMALL, env_extra={"RAY_ADDRESS": ""})
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not (tmp_path / "sw" / "results.csv").exists() and not (tmp_path / "store").exists()
     # Ray may have been started early (while the jobs were checked): nothing of it is left running
-    assert not wait_gone(ray_processes() - before)
+    assert not wait_gone(ray_processes(tmp_path) - before)
 
 
 def _cfg(**over):

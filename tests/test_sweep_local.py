@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
-    before = ray_processes()
+    before = ray_processes(tmp_path)
     log = tmp_path / "jobs.jsonl"
     callback = ["+hydra.callbacks.log._target_=sweep_support.JobLog", f"+hydra.callbacks.log.path={log}"]
     env = {"RAY_ADDRESS": "", "PYTHONPATH": str(ROOT / "tests")}
@@ -39,7 +39,7 @@ def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
     for key, e in ends.items():
         assert e["status"] == "COMPLETED" and e["cfg_lambda"] == key[0] and e["val_acc"] == by_key[key]["val_acc"]
     # the local instance is gone with the driver (its start overlapped the jobs' composition)
-    assert not wait_gone(ray_processes() - before)
+    assert not wait_gone(ray_processes(tmp_path) - before)
     assert s["ray_start_s"] > 0 and s["ray_shutdown_s"] >= 0
     # the same command again in the same folder: everything is stored, so Ray is not even started
     again = run_sweep(tmp_path, "-m", "experiment=glob(cyclic_1*)", *SMALL, "lambda=choice(0,0.01)",
