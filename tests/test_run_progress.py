@@ -23,7 +23,7 @@ def test_off_a_terminal_one_line_per_record_point(cfg_factory):
     out = io.StringIO()
     run_progress.enable(out)
     try:
-        result = run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=40"]))
+        result = run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=10"]))
     finally:
         run_progress.disable()
     lines = out.getvalue().splitlines()
@@ -31,7 +31,7 @@ def test_off_a_terminal_one_line_per_record_point(cfg_factory):
     assert all(parsed), lines
     hist = result["history"]
     assert [int(m.group(1)) for m in parsed] == [h["step"] for h in hist]
-    assert {int(m.group(2)) for m in parsed} == {80}
+    assert {int(m.group(2)) for m in parsed} == {20}
     assert [float(m.group(3)) for m in parsed] == [round(h["train_loss"], 4) for h in hist]
     assert parsed[0].group(4) == "?" and parsed[-1].group(4) == "0:00:00"
 
@@ -40,14 +40,14 @@ def test_on_a_terminal_redrawn_in_place_and_ended_with_a_newline(cfg_factory):
     term = Terminal()
     run_progress.enable(term)
     try:
-        run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=40"]))
+        run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=10"]))
     finally:
         run_progress.disable()
     text = term.getvalue()
     assert text.endswith("\n") and text.count("\n") == 1
     frames = [f.removesuffix("\x1b[K\n").removesuffix("\x1b[K") for f in text.split("\r")[1:]]
     steps = [int(LINE.fullmatch(f).group(1)) for f in frames]
-    assert steps == sorted(steps) and steps[-1] == 80
+    assert steps == sorted(steps) and steps[-1] == 20
 
 
 def test_next_redraw_is_due_after_the_interval():
@@ -61,7 +61,7 @@ def test_next_redraw_is_due_after_the_interval():
 
 def test_sweep_jobs_stay_silent(cfg_factory, capsys):
     run_progress.disable()
-    run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=20"]))
+    run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=5"]))
     assert "[train]" not in capsys.readouterr().err
 
 
