@@ -66,7 +66,7 @@ class RayNode:
     """One `ray start` node (head, or a worker joining head_address) on 127.0.0.1."""
 
     def __init__(self, log: Path, num_cpus: int, head_address: str | None = None,
-                 dashboard_port: int | None = None):
+                 dashboard_port: int | None = None, env_extra: dict | None = None):
         self.port = free_port() if head_address is None else None
         cmd = [RAY, "start", "--block", "--disable-usage-stats", f"--num-cpus={num_cpus}",
                "--node-ip-address=127.0.0.1"]
@@ -78,9 +78,9 @@ class RayNode:
             cmd += [f"--address={head_address}"]
         self.log = log
         ensure_token()
+        env = {"RAY_AUTH_MODE": "token", **(env_extra or {})}  # Ray's default; a joining node must say so
         self.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True,
-                                     env=venv_env(RAY_AUTH_MODE="token"))  # Ray's default; a joining node must say so
+                                     start_new_session=True, env=venv_env(**env))
         self.address = f"127.0.0.1:{self.port}" if self.port else head_address
 
     def wait_started(self, timeout: float = 90) -> None:
@@ -116,7 +116,8 @@ def wait_for_nodes(address: str, n: int, timeout: float = 60) -> None:
             f"t=time.time()\n"
             f"while len([x for x in ray.nodes() if x['Alive']]) < {n} and time.time()-t < {timeout}: time.sleep(0.3)\n"
             f"sys.exit(0 if len([x for x in ray.nodes() if x['Alive']]) >= {n} else 1)\n")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout + 30, env=venv_env(),
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout + 30,
+                   env=venv_env(RAY_AUTH_MODE="token"),  # set before `import ray`, which reads it
                    cwd=ROOT, capture_output=True)
 
 
