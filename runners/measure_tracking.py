@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {"none": [], "mlflow": ["+tracking=mlflow"], "tensorboard": ["+tracking=tensorboard"]}
-SEARCH = ["experiment=lambda_search", "data=synthetic", "sweep.force=true", "sweep.progress=false"]
+SEARCH = ["search=lambda", "data=synthetic", "sweep.force=true", "sweep.progress=false"]
 
 
 def one_sweep(out: Path, variant: str, r: int, extra: list[str]) -> dict:

@@ -154,9 +154,11 @@ RAY_PROCESS_MARKS = (b"gcs_server", b"raylet", b"autoscaler/_private/monitor.py"
                      b"default_worker.py")
 
 
-def ray_processes() -> set[int]:
-    """Pids of Ray's own processes (GCS, raylet, monitors, workers) on this machine: compared
-    before and after a sweep, what is new was left behind by it."""
+def ray_processes(cwd: Path | None = None) -> set[int]:
+    """Pids of Ray's own processes (GCS, raylet, monitors, workers) on this machine, or only
+    those running in cwd (Ray's processes inherit the driver's folder; other users' Ray instances
+    on a shared machine run elsewhere): compared before and after a sweep, what is new was left
+    behind by it."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -166,6 +168,11 @@ def ray_processes() -> set[int]:
         except OSError:
             continue
         if any(mark in cmd for mark in RAY_PROCESS_MARKS):
+            try:
+                if cwd is not None and Path(os.readlink(entry / "cwd")) != Path(cwd).resolve():
+                    continue
+            except OSError:
+                continue
             found.add(int(entry.name))
     return found
 

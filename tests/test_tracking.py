@@ -106,7 +106,7 @@ def test_file_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
 
 def test_mlflow_server_gets_a_run_per_job_under_its_stage_and_sweep_and_resume_adds_none(server, tmp_path):
     """The λ search against a real server: 2 coarse + 2 fine jobs, each stage a run under the sweep's."""
-    args = ["experiment=lambda_search", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2]",
+    args = ["search=lambda", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2]",
             "search.fine.n=2", "seed=0", *LOCAL, "+tracking=mlflow", f"hydra.callbacks.mlflow.tracking_uri={server.uri}"]
     server.wait_ready()
     proc = run_sweep(tmp_path, *args)

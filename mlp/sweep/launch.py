@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
@@ -91,7 +92,7 @@ class SweepRunner:
             check_config(task_cfg)
         except UserError as exc:
             raise UserError(f"{exc} (job {num}: {' '.join(overrides)})") from None
-        plain = OmegaConf.to_container(task_cfg, resolve=True)
+        plain = cast(dict, OmegaConf.to_container(task_cfg, resolve=True))
         return Job(num, list(overrides), plain, cfg, config_hash(plain), subdir, stage)
 
     def _note_swept(self, jobs: list[Job]) -> None:

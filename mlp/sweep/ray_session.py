@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from mlp.errors import UserError
 
@@ -172,6 +173,7 @@ class _EarlyStart(threading.Thread):
         self.ready.wait()
         if self.error is not None:
             raise self.error
+        assert self.info is not None
         return self.info
 
 
@@ -235,10 +237,11 @@ def _connect(ray_cfg) -> dict:
     for name in ("ray", "ray._private.authentication.authentication_token_setup"):
         logging.getLogger(name).setLevel(level)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    common = dict(logging_level=level, log_to_driver=bool(ray_cfg.log_to_driver), configure_logging=True)
+    common: dict[str, Any] = dict(logging_level=level, log_to_driver=bool(ray_cfg.log_to_driver),
+                                  configure_logging=True)
     try:
         if address == "local":
-            kwargs = dict(include_dashboard=False, dashboard_host=LOOPBACK,
+            kwargs: dict[str, Any] = dict(include_dashboard=False, dashboard_host=LOOPBACK,
                           object_store_memory=int(ray_cfg.object_store_mb) * 1024 ** 2)
             if ray_cfg.num_cpus is not None:
                 kwargs["num_cpus"] = int(ray_cfg.num_cpus)
