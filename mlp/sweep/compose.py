@@ -33,6 +33,61 @@ class _Template:
         text = json.dumps(self.plain, default=str)
         self.uses_hydra_resolver = "${hydra:" in text
         self.base_task_overrides = list(cfg.hydra.overrides.task)
+        # The fast path: a job's own keys (all but `hydra`) as a config of their own, when they
+        # do not look into the hydra node or at resolver caches kept on the root (${now:...}).
+        job_keys = [k for k in cfg if k != "hydra"]
+        own = json.dumps({k: self.plain[k] for k in job_keys}, default=str)
+        self.fast = "${hydra" not in own and "${now:" not in own
+        self.task = OmegaConf.masked_copy(cfg, job_keys) if self.fast else None
+        if self.task is not None:
+            OmegaConf.set_struct(self.task, True)
+            self.task_plain = {k: self.plain[k] for k in job_keys}
+        self.state: list[Override] = []  # value overrides now applied to self.task
+        subdir = self.plain["hydra"]["sweep"]["subdir"]
+        self.subdir_is_num = subdir == "${hydra.job.num}"
+
+
+    def reset(self, applied: list[Override] | None = None) -> None:
+        """Undo value overrides on self.task (default: the ones in self.state)."""
+        applied = self.state if applied is None else applied
+        with open_dict(self.task):
+            for ov in reversed(applied):
+                _restore(self.task, self.task_plain, ov.key_or_group,
+                         _lookup(self.task_plain, ov.key_or_group))
+        self.state = []
+
+    def move_to(self, values: list[Override]) -> None:
+        """Make self.task hold exactly these (pairwise disjoint) value overrides, touching only
+        what differs from the previous job: consecutive jobs of a sweep share all but the
+        swept values, so this is one undo and one update per swept key."""
+        keep = 0
+        for old, new in zip(self.state, values):
+            if old.input_line != new.input_line:
+                break
+            keep += 1
+        if any(ov.key_or_group in {o.key_or_group for o in self.state[:keep]} for ov in values[keep:]) \
+                or not _disjoint(self.state[:keep] + values[keep:]):
+            keep = 0
+        kept = self.state[:keep]
+        self.reset(self.state[keep:])
+        self.state = kept
+        try:
+            for ov in values[keep:]:
+                _apply(self.task, ov)
+                self.state.append(ov)
+        except BaseException:
+            self.reset()
+            raise
+
+
+def _disjoint(values: list[Override]) -> bool:
+    """No key set twice and none inside another (so their undo order does not matter)."""
+    keys = [ov.key_or_group for ov in values]
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            if a == b or a.startswith(b + ".") or b.startswith(a + "."):
+                return False
+    return True
 
 
 class JobComposer:
@@ -62,17 +117,42 @@ class JobComposer:
                 or "/" in key or key.split("@")[0] in self.groups
                 or getattr(ov, "is_list_extend", lambda: False)())
 
-    @contextmanager
-    def applied(self, num: int, overrides: list[str]) -> Iterator[DictConfig]:
-        """The job's whole config (hydra node included), valid inside the `with` only: it is
-        the shared template holding this job's values, restored when the block ends."""
-        parsed = [self.parse(line) for line in overrides]
+    def _template(self, parsed: list[Override]) -> _Template:
         key = tuple(ov.input_line for ov in parsed if self._structural(ov))
         template = self.templates.get(key)
         if template is None:
             template = _Template(self.loader.load_sweep_config(self.master, list(key)))
             self.templates[key] = template
             self.full_composes += 1
+        return template
+
+    def job(self, num: int, overrides: list[str]) -> tuple[dict, str]:
+        """(the job's resolved config without `hydra`, as plain data; its hydra.sweep.subdir)."""
+        parsed = [self.parse(line) for line in overrides]
+        template = self._template(parsed)
+        if not (template.fast and template.subdir_is_num) or any(
+                "${hydra" in line or "${now:" in line for line in overrides):
+            with self.applied(num, overrides) as cfg:
+                plain = {k: _plain(cfg[k]) for k in cfg if k != "hydra"}
+                return plain, str(cfg.hydra.sweep.subdir)
+        values = [ov for ov in parsed if not self._structural(ov)]
+        if not _disjoint(values):  # one key set twice: apply all, then undo all
+            template.reset()
+            try:
+                for ov in values:
+                    _apply(template.task, ov)
+                return {k: _plain(template.task[k]) for k in template.task}, str(num)
+            finally:
+                template.reset(values)
+        template.move_to(values)
+        return {k: _plain(template.task[k]) for k in template.task}, str(num)
+
+    @contextmanager
+    def applied(self, num: int, overrides: list[str]) -> Iterator[DictConfig]:
+        """The job's whole config (hydra node included), valid inside the `with` only: it is
+        the shared template holding this job's values, restored when the block ends."""
+        parsed = [self.parse(line) for line in overrides]
+        template = self._template(parsed)
         cfg = template.cfg
         values = [ov for ov in parsed if not self._structural(ov)]
         undo = [(ov.key_or_group, _lookup(template.plain, ov.key_or_group)) for ov in values]
@@ -102,6 +182,10 @@ class JobComposer:
         out = copy.deepcopy(cfg)
         HydraConfig.instance().set_config(out)
         return out
+
+
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def _apply(cfg: DictConfig, ov: Override) -> None:

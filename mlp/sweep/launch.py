@@ -147,15 +147,11 @@ class SweepRunner:
     def prepare(self, num: int, overrides: list[str], stage: str | None) -> Job:
         """Compose, check and hash one job (raises UserError naming the job)."""
         try:
-            with self.composer.applied(num, overrides) as cfg:
-                subdir = str(cfg.hydra.sweep.subdir)
-                plain = {}
-                for key in cfg:
-                    if key != "hydra":
-                        value = cfg[key]
-                        plain[key] = OmegaConf.to_container(value, resolve=True) \
-                            if OmegaConf.is_config(value) else value
-                composed = self.composer.snapshot(cfg) if self.callbacks is not None else None
+            plain, subdir = self.composer.job(num, overrides)
+            composed = None
+            if self.callbacks is not None:
+                with self.composer.applied(num, overrides) as cfg:
+                    composed = self.composer.snapshot(cfg)
         except UserError:
             raise
         except Exception as exc:
@@ -201,10 +197,8 @@ class SweepRunner:
         upcoming = iter(enumerate(job_overrides))
         ready: deque[Job] = deque()
 
-        def next_job() -> Job | None:
+        def prepare_next() -> Job | None:
             """The next job that must run (cached ones are recorded on the way)."""
-            if ready:
-                return ready.popleft()
             for i, overrides in upcoming:
                 job = self.prepare(initial_job_idx + i, overrides, stage)
                 cached = None if force else (known.pop(job.key, None) or self.store.get(job.key))
@@ -216,6 +210,9 @@ class SweepRunner:
                 progress.cached += 1
             return None
 
+        def next_job() -> Job | None:
+            return ready.popleft() if ready else prepare_next()
+
         try:
             first = next_job()
             progress.show(force=True)
@@ -224,7 +221,7 @@ class SweepRunner:
             if first is not None and self.ray_info is None:
                 ray_session.start_early(self.settings.ray)
                 while not ray_session.early_ready():  # check ahead while Ray comes up
-                    job = next_job()
+                    job = prepare_next()
                     if job is None:
                         break
                     ready.append(job)
