@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mlp.bench import data as bdata  # noqa: E402
-from mlp.bench import e2e, peak, steps, sweep  # noqa: E402
+from mlp.bench import e2e, peak, steps, sweep, sweep_scale  # noqa: E402
 from mlp.bench.machine import machine_line  # noqa: E402
 from mlp.bench.table import Row, as_text, write  # noqa: E402
 
-PARTS = ("peak", "step", "data", "train", "sweep")
+PARTS = ("peak", "step", "data", "train", "sweep", "sweep-scale")
 QUICK_PARTS = ("peak", "step", "data")
 NAN = float("nan")
 ARCHIVE = ROOT / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -48,6 +48,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--peak-n", type=int, default=None, help="size of the square GEMM (default 2048; quick 512)")
     ap.add_argument("--archive", type=Path, default=ARCHIVE, help="image-folder archive for the decode figures")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
+    ap.add_argument("--old", default="22373a0", help="sweep-scale: commit of the driver to compare with")
     ap.add_argument("--tag", default="", help="file name suffix: <date>-<tag>.csv|md")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks")
     args = ap.parse_args(argv)
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         part_train(args, rows)
     if "sweep" in args.parts:
         sweep.part_sweep(args, rows)
+    if "sweep-scale" in args.parts:
+        sweep_scale.part_sweep_scale(args, rows)
     header = (f"Command: `{command.strip()}`  \nDate: {now:%Y-%m-%d %H:%M} UTC  \nMachine: {machine}")
     stem = f"{now:%Y-%m-%d}" + ("-quick" if args.quick else "") + (f"-{args.tag}" if args.tag else "")
     csv_path, md_path = write(rows[1:], args.out, stem, header)

@@ -11,6 +11,8 @@ from omegaconf import OmegaConf
 from mlp.cli import CONF_DIR, group_options
 from mlp.sweep.compose import JobComposer
 
+pytestmark = pytest.mark.slow  # ~220 full Hydra composes
+
 EXPERIMENTS = group_options("experiment")
 # Jobs as a sweep produces them, plus the cases a value override can hit: interpolations into
 # the hydra node, lambda=null (lambda_fine draws it in the task), +/++ additions, a group switch

@@ -215,7 +215,6 @@ class SweepRunner:
 
         try:
             first = next_job()
-            progress.show(force=True)
             if first is not None:
                 ready.append(first)
             if first is not None and self.ray_info is None:
@@ -226,6 +225,7 @@ class SweepRunner:
                         break
                     ready.append(job)
                 self._ensure_ray()
+            progress.show(force=True)
             if first is not None:
                 self._run(next_job, progress, returns)
         finally:
@@ -279,6 +279,7 @@ class SweepRunner:
                 job = in_flight.pop(ref)
                 returns[job.num] = self.receive(job, ref)
                 self._callback("on_job_end", job, job_return=returns[job.num])
+                job.composed = None
                 if returns[job.num].status == JobStatus.COMPLETED:
                     progress.done += 1
                 else:
@@ -373,7 +374,6 @@ class SweepRunner:
         result.pop("traceback", None)  # on disk in failed.json; the driver keeps only the summary
         result.pop("config", None)
         ret.return_value = JobFailed(result.get("error", "failed")) if status == "failed" else result
-        job.composed = None
         return ret
 
     # ---- ending ---------------------------------------------------------------------
