@@ -68,6 +68,8 @@ def remove_checkout(where: Path) -> None:
 def part_sweep_scale(args, rows: list[Row]) -> None:
     cpus = os.cpu_count() or 1
     sizes = QUICK_SIZES if args.quick else SIZES
+    if getattr(args, "scale_sizes", None):
+        sizes = tuple(int(n) for n in str(args.scale_sizes).split(",") if n.strip())
     old_commit = None if args.quick else getattr(args, "old", None)
     with tempfile.TemporaryDirectory(prefix="bench-old-") as tmp:
         old_root = old_checkout(old_commit, Path(tmp) / "old") if old_commit else None
