@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from sweep_support import ROOT, SMALL, rows, venv_env
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -19,14 +18,15 @@ BASE_PYTHON = Path(sys.base_prefix) / "bin" / "python3"
 
 def test_worker_without_the_project_is_one_line(tmp_path):
     probe = subprocess.run([str(BASE_PYTHON), "-c", "import ray, hydra; import mlp"], cwd=tmp_path,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     assert "No module named 'mlp'" in probe.stderr, "the base interpreter must lack the project"
     cmd = [str(BASE_PYTHON), str(ROOT / "runners" / "sweep.py"), "-m", "experiment=cyclic_1cycle",
            *SMALL, "seed=range(0,20)", "sweep.ray.num_cpus=2", "sweep.progress=false",
            f"hydra.sweep.dir={tmp_path / 'sw'}", f"sweep.store={tmp_path / 'store'}"]
     env = venv_env(RAY_ADDRESS="")
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

@@ -36,7 +36,7 @@ def run(root: Path, n: int, cpus: int) -> dict:
                "sweep.progress=false", f"hydra.sweep.dir={tmp / 'sw'}", f"sweep.store={tmp / 'store'}"]
         env = dict(os.environ, MLP_BENCH_PEAK_FILE=str(peak_file), RAY_ADDRESS="")
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or [""])[-1]
@@ -57,12 +57,13 @@ def run(root: Path, n: int, cpus: int) -> dict:
 def old_checkout(commit: str, where: Path) -> Path | None:
     """A temporary `git worktree` of an older commit (None when git cannot make one)."""
     proc = subprocess.run(["git", "worktree", "add", "--detach", str(where), commit], cwd=ROOT,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     return where if proc.returncode == 0 else None
 
 
 def remove_checkout(where: Path) -> None:
-    subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, capture_output=True)
+    subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, capture_output=True,
+                   check=False)
 
 
 def part_sweep_scale(args, rows: list[Row]) -> None:

@@ -154,7 +154,7 @@ class SweepRunner:
                     composed = self.composer.snapshot(cfg)
         except UserError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (any composition error becomes one line)
             raise UserError(compose_error(exc)) from None
         data = plain.get("data") or {}
         for key in ("root", "cache_dir"):  # absolute against the launch dir: tasks run elsewhere

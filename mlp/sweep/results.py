@@ -74,7 +74,7 @@ class ResultsCsv:
     def _rewrite(self) -> None:
         self.close()
         write_atomic(self.path, _csv_text(list(self.rows.values()), self.cols, header=True))
-        self.file = open(self.path, "a", encoding="utf-8")
+        self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (open for the sweep)
 
     def finish(self, swept_keys: list[str]) -> None:
         """Sorted by job number, atomically (the appended file is in finishing order)."""
