@@ -169,6 +169,23 @@ def ray_processes() -> set[int]:
     return found
 
 
+def left_behind(before: set[int]) -> set[int]:
+    """Ray processes started since `before` that no live non-Ray process owns (their driver or
+    `ray start` is gone): what a finished sweep left behind. Other helpers' instances on the
+    machine, started meanwhile, still hang under their own driver and are not counted."""
+    marks = ray_processes()
+    left = set()
+    for pid in marks - before:
+        chain = pid
+        for _ in range(8):
+            chain = _ppid(chain)
+            if chain <= 1 or chain not in marks:
+                break
+        if chain <= 1:
+            left.add(pid)
+    return left
+
+
 def wait_gone(pids: set[int], timeout: float = 10) -> set[int]:
     """The pids among these still alive after up to timeout seconds (exiting takes a moment)."""
     deadline = time.time() + timeout

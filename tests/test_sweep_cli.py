@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from sweep_support import SMALL, ray_processes, run_sweep, wait_gone
+from sweep_support import SMALL, left_behind, ray_processes, run_sweep, wait_gone
 
 from mlp.errors import UserError
 from mlp.sweep.progress import Progress
@@ -32,7 +32,7 @@ def test_bad_input_is_one_line_before_any_job(tmp_path, args, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not (tmp_path / "sw" / "results.csv").exists() and not (tmp_path / "store").exists()
     # Ray may have been started early (while the jobs were checked): nothing of it is left running
-    assert not wait_gone(ray_processes() - before)
+    assert not wait_gone(left_behind(before))
 
 
 def _cfg(**over):
