@@ -66,7 +66,7 @@ class RayNode:
     """One `ray start` node (head, or a worker joining head_address) on 127.0.0.1."""
 
     def __init__(self, log: Path, num_cpus: int, head_address: str | None = None,
-                 dashboard_port: int | None = None):
+                 dashboard_port: int | None = None, env_extra: dict | None = None):
         self.port = free_port() if head_address is None else None
         cmd = [RAY, "start", "--block", "--disable-usage-stats", f"--num-cpus={num_cpus}",
                "--node-ip-address=127.0.0.1"]
@@ -78,9 +78,9 @@ class RayNode:
             cmd += [f"--address={head_address}"]
         self.log = log
         ensure_token()
+        env = {"RAY_AUTH_MODE": "token", **(env_extra or {})}  # Ray's default; a joining node must say so
         self.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True,
-                                     env=venv_env(RAY_AUTH_MODE="token"))  # Ray's default; a joining node must say so
+                                     start_new_session=True, env=venv_env(**env))
         self.address = f"127.0.0.1:{self.port}" if self.port else head_address
 
     def wait_started(self, timeout: float = 90) -> None:
@@ -116,7 +116,8 @@ def wait_for_nodes(address: str, n: int, timeout: float = 60) -> None:
             f"t=time.time()\n"
             f"while len([x for x in ray.nodes() if x['Alive']]) < {n} and time.time()-t < {timeout}: time.sleep(0.3)\n"
             f"sys.exit(0 if len([x for x in ray.nodes() if x['Alive']]) >= {n} else 1)\n")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout + 30, env=venv_env(),
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout + 30,
+                   env=venv_env(RAY_AUTH_MODE="token"),  # set before `import ray`, which reads it
                    cwd=ROOT, capture_output=True)
 
 
@@ -153,9 +154,11 @@ RAY_PROCESS_MARKS = (b"gcs_server", b"raylet", b"autoscaler/_private/monitor.py"
                      b"default_worker.py")
 
 
-def ray_processes() -> set[int]:
-    """Pids of Ray's own processes (GCS, raylet, monitors, workers) on this machine: compared
-    before and after a sweep, what is new was left behind by it."""
+def ray_processes(cwd: Path | None = None) -> set[int]:
+    """Pids of Ray's own processes (GCS, raylet, monitors, workers) on this machine, or only
+    those running in cwd (Ray's processes inherit the driver's folder; other users' Ray instances
+    on a shared machine run elsewhere): compared before and after a sweep, what is new was left
+    behind by it."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -165,25 +168,13 @@ def ray_processes() -> set[int]:
         except OSError:
             continue
         if any(mark in cmd for mark in RAY_PROCESS_MARKS):
+            try:
+                if cwd is not None and Path(os.readlink(entry / "cwd")) != Path(cwd).resolve():
+                    continue
+            except OSError:
+                continue
             found.add(int(entry.name))
     return found
-
-
-def left_behind(before: set[int]) -> set[int]:
-    """Ray processes started since `before` that no live non-Ray process owns (their driver or
-    `ray start` is gone): what a finished sweep left behind. Other helpers' instances on the
-    machine, started meanwhile, still hang under their own driver and are not counted."""
-    marks = ray_processes()
-    left = set()
-    for pid in marks - before:
-        chain = pid
-        for _ in range(8):
-            chain = _ppid(chain)
-            if chain <= 1 or chain not in marks:
-                break
-        if chain <= 1:
-            left.add(pid)
-    return left
 
 
 def wait_gone(pids: set[int], timeout: float = 10) -> set[int]:

@@ -27,6 +27,7 @@ from mlp.cli import compose_error, write_json_atomic
 from mlp.errors import UserError
 from mlp.sweep import ray_session
 from mlp.sweep.compose import JobComposer
+from mlp.sweep.job_folder import write_job_folder
 from mlp.sweep.progress import Progress
 from mlp.sweep.results import ResultsCsv, make_row
 from mlp.sweep.store import ResultStore, config_hash, scan_sweep_dir
@@ -345,6 +346,8 @@ class SweepRunner:
         """Write the job's files (result.json or failed.json, a results.csv row), build its JobReturn."""
         result = dict(result)
         job_dir = self.sweep_dir / job.subdir
+        with self.composer.applied(job.num, job.overrides) as composed:  # .hydra/*.yaml, job.log
+            write_job_folder(job_dir, composed, result.pop("log", None))
         result.update(config_hash=job.key, sweep_job={"num": job.num, "overrides": job.overrides,
                                                      "stage": job.stage, "sweep_dir": str(self.sweep_dir)})
         if "task_started_at" in result and status != "cached":
