@@ -8,7 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from mlp.cli import CONF_DIR, group_options
+from mlp.cli import conf_file, group_options
 from mlp.sweep.compose import JobComposer
 
 pytestmark = pytest.mark.slow  # ~220 full Hydra composes
@@ -28,7 +28,7 @@ JOBS = [
 
 @pytest.fixture(scope="module")
 def loader():
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_file()), version_base="1.3"):
         yield GlobalHydra.instance().config_loader()
 
 
