@@ -153,3 +153,20 @@ def test_unreachable_cluster_address_is_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "cannot reach a Ray cluster at 127.0.0.1:1" in proc.stderr
     assert not (tmp_path / "sw" / "results.csv").exists()
+
+
+def test_max_failures_stops_launching_and_keeps_results(head, tmp_path):
+    # jobs 0-1 fit, the rest ask for a batch larger than the training set and fail
+    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL[:-2], "train.n_s=2",
+                     "train.batch_size=50,5000", "seed=range(0,6)", "sweep.max_failures=2",
+                     "sweep.max_in_flight=2", "sweep.progress=false", *cluster(head))
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: stopped launching after"), proc.stderr
+    assert "sweep.max_failures=2" in lines[0] and "batch_size=5000" in lines[0]
+    table = rows(tmp_path / "sw")
+    failed = [r for r in table if r["status"] == "failed"]
+    assert 2 <= len(failed) <= 3 and len(table) < 12  # in flight when the limit was hit: kept
+    assert all("\x1b" not in r["error"] and r["error"].startswith("UserError: ") for r in failed)
+    assert all(r["status"] == "ok" for r in table if r["train.batch_size"] == "50")
+    assert summary(tmp_path / "sw")["stopped"].startswith("stopped launching")

@@ -39,6 +39,9 @@ class MlpSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from mlp.cli import fail, write_json_atomic
         from mlp.errors import UserError
+        from mlp.sweep.launch import SweepStopped, terminate_as_interrupt
+
+        terminate_as_interrupt()  # SIGTERM ends the sweep like Ctrl-C: results kept, Ray stopped
 
         try:
             parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -55,6 +58,9 @@ class MlpSweeper(Sweeper):
         except UserError as exc:
             self._finish_quietly()
             fail(str(exc))
+        except SweepStopped as exc:
+            self._finish_quietly()
+            fail(str(exc), code=1)
         except KeyboardInterrupt:
             self._finish_quietly()
             print("\ninterrupted: finished jobs are in results.csv and the result store", file=sys.stderr)

@@ -19,11 +19,11 @@ import tempfile
 from pathlib import Path
 
 from mlp.bench import data as bdata
-from mlp.bench import bundle, e2e, peak, steps, sweep
+from mlp.bench import bundle, e2e, peak, steps, sweep, sweep_scale
 from mlp.bench.machine import machine_line
 from mlp.bench.table import Row, as_text, write
 
-PARTS = ("peak", "step", "data", "train", "sweep", "bundle")
+PARTS = ("peak", "step", "data", "train", "sweep", "bundle", "sweep-scale")
 QUICK_PARTS = ("peak", "step", "data")
 NAN = float("nan")
 # The team's shared archive, relative to the repository (the folder mlp-bench runs from), like
@@ -47,6 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--peak-n", type=int, default=None, help="size of the square GEMM (default 2048; quick 512)")
     ap.add_argument("--archive", type=Path, default=ARCHIVE, help="image-folder archive for the decode figures")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
+    ap.add_argument("--scale-sizes", default=None, help="sweep-scale: job counts (default 200,1000,5000)")
+    ap.add_argument("--old", default="22373a0", help="sweep-scale: commit of the driver to compare with")
     ap.add_argument("--tag", default="", help="file name suffix: <date>-<tag>.csv|md")
     ap.add_argument("--out", type=Path, default=Path("outputs/benchmarks"))
     args = ap.parse_args(argv)
@@ -157,6 +159,8 @@ def run(argv: list[str] | None = None) -> int:
         sweep.part_sweep(args, rows)
     if "bundle" in args.parts:
         part_bundle(args, rows)
+    if "sweep-scale" in args.parts:
+        sweep_scale.part_sweep_scale(args, rows)
     header = (f"Command: `{command.strip()}`  \nDate: {now:%Y-%m-%d %H:%M} UTC  \nMachine: {machine}")
     stem = f"{now:%Y-%m-%d}" + ("-quick" if args.quick else "") + (f"-{args.tag}" if args.tag else "")
     csv_path, md_path = write(rows[1:], args.out, stem, header)

@@ -112,10 +112,18 @@ def failed_result(job_cfg: dict, error: str) -> dict:
     }
 
 
-def unit_stream(next_job, cfg_of, settings, slots: int):
-    """Units for a driver that pulls jobs one at a time (next_job() -> job or None): drains the
-    jobs, plans them (plan_units), then yields one unit (a list of jobs) at a time."""
-    jobs = []
-    while (job := next_job()) is not None:
-        jobs.append(job)
-    yield from plan_units(jobs, cfg_of, settings, slots)
+def unit_stream(next_job, cfg_of, settings, slots: int, chunk: int | None = None):
+    """Units for a driver that pulls jobs one at a time (next_job() -> job or None): plans the
+    jobs a chunk at a time (plan_units) and yields one unit (a list of jobs) at a time, so a
+    sweep of any size starts after one chunk is composed. The chunk (default: enough for every
+    slot to get a full bundle four times over) holds a λ-search stage whole."""
+    size = chunk or max(64, 4 * slots * max(1, int(settings.get("bundle_max", 1))))
+    while True:
+        jobs = []
+        while len(jobs) < size and (job := next_job()) is not None:
+            jobs.append(job)
+        if not jobs:
+            return
+        yield from plan_units(jobs, cfg_of, settings, slots)
+        if len(jobs) < size:
+            return

@@ -1,36 +1,49 @@
-"""The driver side of a sweep: compose and check every job, skip stored ones, fan the rest out
-as Ray tasks, and write each result on the driver the moment it comes back.
+"""The driver side of a sweep: compose each job cheaply (mlp.sweep.compose), skip stored ones,
+stream the rest to Ray through a bounded window of tasks in flight, and write each result on
+the driver the moment it comes back.
 
-Everything a job returns travels back through Ray, so results land on the driver even when
-the worker nodes share no disk with it; results.csv and result.json are written atomically
-after each job, so an interrupted sweep keeps every finished job.
+Per job the driver does a constant amount of work (~1 ms: apply the job's value overrides to
+its template, check, hash, submit; on return two small atomic JSON writes and one appended CSV
+line), so the first task starts as soon as Ray is up and memory stays flat at any sweep size.
+Results travel back through Ray, so they land on the driver even when worker nodes share no
+disk with it. docs/sweep-scale.md describes the loop and its figures.
 """
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 import mlp.sweep as sweep_pkg
-from mlp.cli import absolutize_paths, compose_error, write_json_atomic
+from mlp.cli import compose_error, write_json_atomic
 from mlp.errors import UserError
 from mlp.sweep import bundling, ray_session
+from mlp.sweep.compose import JobComposer
+from mlp.sweep.data_ship import DataShipper, size_object_store
 from mlp.sweep.job_folder import write_job_folder
 from mlp.sweep.progress import Progress
-from mlp.sweep.results import make_row, write_csv_atomic
+from mlp.sweep.ray_options import remote_options
+from mlp.sweep.results import ResultsCsv, make_row
 from mlp.sweep.store import ResultStore, config_hash, scan_sweep_dir
 from mlp.validate import check_config
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class JobFailed(Exception):
     """The exception a failed job's JobReturn carries (the job raised, or its worker died for good)."""
+
+
+class SweepStopped(Exception):
+    """sweep.max_failures was reached: no new job is launched; finished results are kept."""
 
 
 @dataclass
@@ -38,11 +51,11 @@ class Job:
     num: int
     overrides: list[str]
     cfg: dict                      # resolved, plain data: what the Ray task receives
-    composed: DictConfig           # the whole job config, hydra node included (callbacks, JobReturn)
     key: str                       # config hash
     subdir: str
     stage: str | None = None
     swept: dict = field(default_factory=dict)
+    composed: DictConfig | None = None  # the whole job config, only kept for Hydra callbacks
 
 
 def check_settings(settings) -> None:
@@ -51,7 +64,58 @@ def check_settings(settings) -> None:
         raise UserError(f"sweep.cpus_per_job={cpus!r} must be a whole number ≥ 1 (it is also the job's BLAS threads)")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise UserError(f"sweep.max_retries={retries!r} must be a whole number ≥ 0")
-    bundling.check_settings(settings)
+    for key in ("max_failures", "max_in_flight"):
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UserError(f"sweep.{key}={value!r} must be a whole number ≥ 1 or null")
+
+
+def first_line(text: str, fallback: str = "") -> str:
+    """The first non-empty line of an error message, without terminal colour codes."""
+    lines = [ln.strip() for ln in ANSI.sub("", str(text)).splitlines() if ln.strip()]
+    return lines[0] if lines else fallback
+
+
+IMPORT_FAILURE = "the worker cannot import the project"
+
+
+def describe_ray_error(exc: BaseException) -> str:
+    """One line for a task that raised inside Ray (job errors come back as data instead).
+
+    A RayTaskError's text starts with Ray's `ray::f() (pid=…)` header and holds the worker's
+    traceback; the line that says why is the exception raised in the worker (its `cause`), or,
+    when the worker could not even unpickle the task, the import error at the traceback's end."""
+    from ray.exceptions import RayTaskError
+
+    if not isinstance(exc, RayTaskError):
+        return f"{type(exc).__name__}: {first_line(str(exc), type(exc).__name__)}"
+    cause = getattr(exc, "cause", None)
+    text = ANSI.sub("", f"{cause if cause is not None else ''}\n{exc}")
+    raised = [ln.strip() for ln in text.splitlines()
+              if re.match(r"^\s*[A-Za-z_][\w.]*(Error|Exception): ", ln)]
+    if "failed to import on the worker" in text or any("No module named" in ln for ln in raised):
+        why = next((ln for ln in reversed(raised) if "Import" in ln or "No module" in ln),
+                   raised[-1] if raised else "")
+        return (f"{IMPORT_FAILURE} ({why}); install mlp-study in the Python environment of every "
+                f"node, or ship it with sweep.ray.working_dir")
+    if cause is not None and not isinstance(cause, RayTaskError):
+        return f"{type(cause).__name__}: {first_line(str(cause), type(cause).__name__)}"
+    return raised[-1] if raised else first_line(str(exc), type(exc).__name__)
+
+
+class _AttrView(dict):
+    """Attribute access on a plain nested dict, for check_config (no OmegaConf copy per job)."""
+
+    def __getattr__(self, key):
+        try:
+            value = self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+        return _AttrView(value) if isinstance(value, dict) else value
+
+    def __getitem__(self, key):
+        value = dict.__getitem__(self, key)
+        return _AttrView(value) if isinstance(value, dict) and not isinstance(value, _AttrView) else value
 
 
 class SweepRunner:
@@ -59,160 +123,257 @@ class SweepRunner:
 
     def __init__(self, master: DictConfig, config_loader, callbacks=None, task_function=None):
         self.master, self.loader = master, config_loader
-        self.callbacks, self.task_function = callbacks, task_function
+        self.task_function = task_function
+        # Hydra's per-job callbacks run on the driver; without any, no job keeps a DictConfig
+        self.callbacks = callbacks if master.hydra.get("callbacks") else None
         self.settings = master.sweep
         check_settings(self.settings)
+        bundling.check_settings(self.settings)
+        size_object_store(master)
+        self.shipper = DataShipper(self.settings.data)
+        remote_options(self.settings)  # bad keys: one line before Ray starts
         self.cwd = Path.cwd()
         self.sweep_dir = (self.cwd / str(master.hydra.sweep.dir)).resolve()
         self.store = ResultStore((self.cwd / str(self.settings.store)).expanduser().resolve())
-        self.rows: dict[int, dict] = {}
+        self.composer = JobComposer(master, config_loader)
+        self.csv = ResultsCsv(self.sweep_dir / "results.csv")
         self.swept_keys: list[str] = []
         self.failures: list[dict] = []
         self.counts = {"jobs": 0, "ran": 0, "cached": 0, "failed": 0}
         self.ray_info: dict | None = None
         self.first_task_started_at: float | None = None
-        self.task_walls: list[float] = []
+        self.task_wall_sum = 0.0
+        self.stopped: str | None = None
+        self._remote = None
+        self._remote_bundle = None
+
+    @property
+    def rows(self) -> dict[int, dict]:
+        return self.csv.rows
 
     # ---- composing ------------------------------------------------------------------
     def prepare(self, num: int, overrides: list[str], stage: str | None) -> Job:
+        """Compose, check and hash one job (raises UserError naming the job)."""
         try:
-            cfg = self.loader.load_sweep_config(self.master, list(overrides))
-        except Exception as exc:
+            plain, subdir = self.composer.job(num, overrides)
+            composed = None
+            if self.callbacks is not None:
+                with self.composer.applied(num, overrides) as cfg:
+                    composed = self.composer.snapshot(cfg)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (any composition error becomes one line)
             raise UserError(compose_error(exc)) from None
-        with open_dict(cfg):
-            cfg.hydra.job.num = num
-            cfg.hydra.job.id = str(num)
-        HydraConfig.instance().set_config(cfg)
-        subdir = str(cfg.hydra.sweep.subdir)
-        task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
-        absolutize_paths(task_cfg, self.cwd)
-        with open_dict(task_cfg):
-            task_cfg.train.blas_threads = int(self.settings.cpus_per_job)  # BLAS threads = the task's CPUs
+        data = plain.get("data") or {}
+        for key in ("root", "cache_dir"):  # absolute against the launch dir: tasks run elsewhere
+            if data.get(key) is not None:
+                p = Path(str(data[key])).expanduser()
+                data[key] = str(p if p.is_absolute() else (self.cwd / p).resolve())
+        plain.setdefault("train", {})["blas_threads"] = int(self.settings.cpus_per_job)
         try:
-            check_config(task_cfg)
+            check_config(_AttrView(plain))
         except UserError as exc:
             raise UserError(f"{exc} (job {num}: {' '.join(overrides)})") from None
-        plain = cast(dict, OmegaConf.to_container(task_cfg, resolve=True))
-        return Job(num, list(overrides), plain, cfg, config_hash(plain), subdir, stage)
+        job = Job(num, list(overrides), plain, config_hash(plain), subdir, stage, composed=composed)
+        job.swept = _swept_values(job.overrides, self.swept_keys)
+        return job
 
-    def _note_swept(self, jobs: list[Job]) -> None:
+    def _note_swept(self, job_overrides) -> None:
+        """Keys with more than one value among the jobs become results.csv columns."""
         values: dict[str, set] = {}
-        for job in jobs:
-            for ov in job.overrides:
+        for overrides in job_overrides:
+            for ov in overrides:
                 key, _, value = ov.partition("=")
                 values.setdefault(key.lstrip("+~"), set()).add(value)
         for key, vals in values.items():
             if len(vals) > 1 and key not in self.swept_keys:
                 self.swept_keys.append(key)
-        for job in jobs:
-            parsed = dict(ov.partition("=")[::2] for ov in job.overrides)
-            job.swept = {k: parsed.get(k, parsed.get("+" + k, "")) for k in self.swept_keys}
 
     # ---- running --------------------------------------------------------------------
     def launch(self, job_overrides, initial_job_idx: int, stage: str | None = None) -> list[JobReturn]:
-        jobs = [self.prepare(initial_job_idx + i, ov, stage) for i, ov in enumerate(job_overrides)]
-        self._note_swept(jobs)
+        """Run the jobs; JobReturns in job order. Jobs are composed as they are needed: while
+        Ray starts (on its own thread) the driver checks jobs ahead, so in a sweep that fits in
+        the start-up time a bad job still stops everything before any job starts."""
+        job_overrides = [list(ov) for ov in job_overrides]
+        self._note_swept(job_overrides)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         force = bool(self.settings.force)
         known = {} if force else scan_sweep_dir(self.sweep_dir)
-        progress = Progress(len(jobs), bool(self.settings.progress), label=stage or "sweep")
+        progress = Progress(len(job_overrides), bool(self.settings.progress), label=stage or "sweep")
         returns: dict[int, JobReturn] = {}
-        todo = []
-        for job in jobs:
-            cached = None if force else (known.get(job.key) or self.store.get(job.key))
-            if cached is not None:
+        self.counts["jobs"] += len(job_overrides)
+        upcoming = iter(enumerate(job_overrides))
+        ready: deque[Job] = deque()
+
+        def prepare_next() -> Job | None:
+            """The next job that must run (cached ones are recorded on the way)."""
+            for i, overrides in upcoming:
+                job = self.prepare(initial_job_idx + i, overrides, stage)
+                cached = None if force else (known.pop(job.key, None) or self.store.get(job.key))
+                if cached is None:
+                    return job
                 returns[job.num] = self._record(job, cached, "cached")
+                self.counts["cached"] += 1
                 progress.done += 1
                 progress.cached += 1
-            else:
-                todo.append(job)
-        self.counts["jobs"] += len(jobs)
-        self.counts["cached"] += len(jobs) - len(todo)
-        self._write_csv()
+            return None
+
+        def next_job() -> Job | None:
+            return ready.popleft() if ready else prepare_next()
+
         try:
-            if todo:
+            first = next_job()
+            if first is not None:
+                ready.append(first)
+                self.shipper.preload([first.cfg])  # a missing or corrupt data file: error before any job
+            if first is not None and self.ray_info is None:
+                ray_session.start_early(self.settings.ray)
+                while not ray_session.early_ready():  # check ahead while Ray comes up
+                    job = prepare_next()
+                    if job is None:
+                        break
+                    ready.append(job)
                 self._ensure_ray()
-                progress.show(force=True)
-                self._run(todo, progress, returns)
-            else:
-                progress.show(force=True)
+            progress.show(force=True)
+            if first is not None:
+                self._run(next_job, progress, returns)
         finally:
             progress.close()
-        return [returns[job.num] for job in jobs]
+        return [returns[initial_job_idx + i] for i in range(len(job_overrides))]
 
     def _ensure_ray(self) -> None:
         if self.ray_info is None:
             self.ray_info = ray_session.connect(self.settings.ray)
             self.ray_info["ready_at"] = time.time()
+            self.ray_info["cluster_cpus"] = ray_session.cluster_cpus()
 
-    def _run(self, todo: list[Job], progress: Progress, returns: dict) -> None:
+    def in_flight_limit(self) -> int:
+        """sweep.max_in_flight, or by default 2 tasks per slot the cluster has plus 4: enough
+        queued that no CPU waits on the driver, few enough that driver and object store stay
+        small."""
+        if self.settings.get("max_in_flight") is not None:
+            return int(self.settings.max_in_flight)
+        return 2 * self._slots() + 4
+
+    def _slots(self) -> int:
+        return max(1, int(ray_session.cluster_cpus() // float(self.settings.cpus_per_job)))
+
+    def _run(self, next_job, progress: Progress, returns: dict) -> None:
+        """Keep up to in_flight_limit() tasks running; record each as it returns."""
+        import ray
+
+        limit, slots = self.in_flight_limit(), self._slots()
+        max_failures = self.settings.get("max_failures")
+        in_flight: dict = {}
+        units = bundling.unit_stream(next_job, lambda job: job.cfg, self.settings, slots)
+        more = True
+        error: UserError | None = None
+        while True:
+            while more and error is None and self.stopped is None and len(in_flight) < limit:
+                try:
+                    unit = next(units, None)
+                    if unit is None:
+                        more = False
+                        break
+                    for job in unit:
+                        self._callback("on_job_start", job, task_function=self.task_function)
+                    in_flight[self.submit(unit)] = unit
+                except UserError as exc:  # a bad job later in a large sweep: stop launching
+                    error = exc
+                    break
+            if not in_flight:
+                break
+            progress.running = min(len(in_flight), slots)
+            progress.show()
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in done:
+                unit = in_flight.pop(ref)
+                for job, ret in zip(unit, self.receive(unit, ref)):
+                    returns[job.num] = ret
+                    self._callback("on_job_end", job, job_return=ret)
+                    job.composed = None
+                    if ret.status == JobStatus.COMPLETED:
+                        progress.done += 1
+                        continue
+                    progress.failed += 1
+                    if max_failures is not None and self.counts["failed"] >= max_failures \
+                            and self.stopped is None:
+                        self.stopped = (f"stopped launching after {self.counts['failed']} failed jobs "
+                                        f"(sweep.max_failures={max_failures}); first: "
+                                        f"{self.failures[0]['error']}")
+        if error is not None:
+            raise error
+        if self.stopped is not None:
+            raise SweepStopped(self.stopped)
+
+    # ---- one unit of work: one job, or a bundle of jobs that differ only in λ (mlp.sweep.bundling)
+    def remote_functions(self):
+        """The Ray remote functions (one job / one bundle), built once per sweep."""
+        if self._remote is None:
+            import ray
+
+            from mlp.sweep.bundle_task import mlp_sweep_bundle
+            from mlp.sweep.task import mlp_sweep_job
+
+            options = dict(num_cpus=float(self.settings.cpus_per_job),
+                           max_retries=int(self.settings.max_retries), retry_exceptions=False,
+                           **remote_options(self.settings))
+            self._remote = ray.remote(mlp_sweep_job).options(**options)
+            self._remote_bundle = ray.remote(mlp_sweep_bundle).options(**options)
+        return self._remote, self._remote_bundle
+
+    def submit(self, unit: list[Job]):
+        """Submit one unit as one Ray task (with its data's object-store reference unless
+        sweep.data=path); returns its ObjectRef. The only place a task is submitted."""
+        single, bundle = self.remote_functions()
+        cfg, *data = self.shipper.task_args(unit[0].cfg)
+        if len(unit) == 1:
+            return single.remote(cfg, *data)
+        return bundle.remote([job.cfg for job in unit], *data)
+
+    def receive(self, unit: list[Job], ref) -> list[JobReturn]:
+        """Fetch one finished task's results (or say in one line why it has none) and record them."""
         import ray
         from ray.exceptions import RayError
 
-        from mlp.sweep.bundle_task import mlp_sweep_bundle
-        from mlp.sweep.task import mlp_sweep_job
-
-        cpus = float(self.settings.cpus_per_job)
-        options = dict(num_cpus=cpus, max_retries=int(self.settings.max_retries),
-                       retry_exceptions=False)
-        remote = ray.remote(mlp_sweep_job).options(**options)
-        remote_bundle = ray.remote(mlp_sweep_bundle).options(**options)
-        slots = max(1, int(ray_session.cluster_cpus() // cpus))
-        pending = {}
-        # A unit of submission is a list of jobs: one job runs as mlp_sweep_job, several (differing
-        # only in λ) as one bundle task returning one result per job (mlp/sweep/bundling.py).
-        for unit in bundling.plan_units(todo, lambda job: job.cfg, self.settings, slots):
-            for job in unit:
-                self._callback("on_job_start", job, task_function=self.task_function)
-            ref = (remote.remote(unit[0].cfg) if len(unit) == 1
-                   else remote_bundle.remote([j.cfg for j in unit]))
-            pending[ref] = unit
-        progress.running = min(len(pending), slots)
-        progress.show()
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in ready:
-                unit = pending.pop(ref)
-                try:
-                    value = ray.get(ref)
-                    results = value if len(unit) > 1 else [value]
-                except RayError as exc:  # the worker died more than max_retries times, or similar
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    error = f"{type(exc).__name__}: {first}"
-                    results = [bundling.failed_result(job.cfg, error) for job in unit]
-                for job, result in zip(unit, results):
-                    status = "ok" if result.get("status") == "ok" else "failed"
-                    returns[job.num] = self._record(job, result, status)
-                    self._callback("on_job_end", job, job_return=returns[job.num])
-                    self.counts["ran"] += 1
-                    if status == "ok":
-                        progress.done += 1
-                    else:
-                        progress.failed += 1
-                        self.counts["failed"] += 1
-            progress.running = min(len(pending), slots)
-            progress.show()
+        try:
+            value = ray.get(ref)
+            results = value if len(unit) > 1 else [value]
+        except RayError as exc:  # the task raised inside Ray, or its worker died for good
+            results = [bundling.failed_result(job.cfg, describe_ray_error(exc)) for job in unit]
+        returns = []
+        for job, result in zip(unit, results):
+            status = "ok" if result.get("status") == "ok" else "failed"
+            if status == "failed":
+                result["error"] = first_line(result.get("error", ""), "failed")
+                if result["error"].startswith(IMPORT_FAILURE) and self.stopped is None:
+                    self.stopped = result["error"]  # every job would fail the same way: launch no more
+            self.counts["ran"] += 1
+            self.counts["failed"] += status == "failed"
+            returns.append(self._record(job, result, status))
+        return returns
 
     def _callback(self, event: str, job: Job, **kwargs) -> None:
         """Hydra's per-job callbacks (hydra.callbacks), called on the driver: the job itself runs
         in a Ray worker without Hydra, and its JobReturn exists only here. Cached jobs run no
         job, so they get none."""
-        if self.callbacks is None:
+        if self.callbacks is None or job.composed is None:
             return
         HydraConfig.instance().set_config(job.composed)
         getattr(self.callbacks, event)(config=job.composed, **kwargs)
 
     def _record(self, job: Job, result: dict, status: str) -> JobReturn:
-        """Write the job's files (result.json or failed.json, results.csv) and build its JobReturn."""
+        """Write the job's files (result.json or failed.json, a results.csv row), build its JobReturn."""
         result = dict(result)
         job_dir = self.sweep_dir / job.subdir
-        write_job_folder(job_dir, job.composed, result.pop("log", None))  # .hydra/*.yaml, job.log
+        with self.composer.applied(job.num, job.overrides) as composed:  # .hydra/*.yaml, job.log
+            write_job_folder(job_dir, composed, result.pop("log", None))
         result.update(config_hash=job.key, sweep_job={"num": job.num, "overrides": job.overrides,
                                                      "stage": job.stage, "sweep_dir": str(self.sweep_dir)})
         if "task_started_at" in result and status != "cached":
             started = result["task_started_at"]
             self.first_task_started_at = min(started, self.first_task_started_at or started)
-            self.task_walls.append(result.get("task_wall_s", 0.0))
+            self.task_wall_sum += result.get("task_wall_s", 0.0)
         if status == "failed":
             result["status"] = "failed"
             write_json_atomic(job_dir / "failed.json", result)
@@ -227,23 +388,22 @@ class SweepRunner:
             existing = job_dir / "result.json"
             if not (status == "cached" and _same_hash(existing, job.key)):
                 write_json_atomic(existing, result)
-        self.rows[job.num] = make_row(job, result, status)
-        self._write_csv()
+        self.csv.add(make_row(job, result, status), self.swept_keys)
         ret = JobReturn(overrides=job.overrides, working_dir=str(job_dir), task_name="mlp_sweep_job",
                         status=JobStatus.FAILED if status == "failed" else JobStatus.COMPLETED)
-        ret.cfg = OmegaConf.create(job.cfg)   # the resolved config the task ran
-        ret.hydra_cfg = OmegaConf.create({"hydra": job.composed.hydra})
+        if job.composed is not None:  # only callbacks read these; building them costs ms per job
+            ret.cfg = OmegaConf.create(job.cfg)   # the resolved config the task ran
+            ret.hydra_cfg = OmegaConf.create({"hydra": job.composed.hydra})
+        result.pop("traceback", None)  # on disk in failed.json; the driver keeps only the summary
+        result.pop("config", None)
         ret.return_value = JobFailed(result.get("error", "failed")) if status == "failed" else result
         return ret
-
-    def _write_csv(self) -> None:
-        if self.rows:
-            write_csv_atomic(self.sweep_dir / "results.csv", list(self.rows.values()), self.swept_keys)
 
     # ---- ending ---------------------------------------------------------------------
     def finish(self, extra: dict | None = None) -> int:
         """Summary (sweep.json + one line), failures listed, Ray shut down; returns the exit code."""
         finished_at = time.time()
+        self.csv.finish(self.swept_keys)
         info = self.ray_info or {}
         summary = {**self.counts, "sweep_dir": str(self.sweep_dir), "started_at": sweep_pkg.STARTED_AT,
                    "finished_at": finished_at, "wall_s": finished_at - sweep_pkg.STARTED_AT,
@@ -254,7 +414,11 @@ class SweepRunner:
                    "first_task_started_at": self.first_task_started_at,
                    "startup_to_first_job_s": (self.first_task_started_at - sweep_pkg.STARTED_AT
                                               if self.first_task_started_at else None),
-                   "cpus_per_job": self.settings.cpus_per_job, "failures": self.failures, **(extra or {})}
+                   "task_wall_sum_s": self.task_wall_sum,
+                   "cluster_cpus": info.get("cluster_cpus"),
+                   "full_composes": self.composer.full_composes,
+                   "cpus_per_job": self.settings.cpus_per_job, "stopped": self.stopped,
+                   "failures": self.failures, **(extra or {})}
         t0 = time.perf_counter()
         ray_session.disconnect()
         summary["ray_shutdown_s"] = time.perf_counter() - t0
@@ -262,12 +426,42 @@ class SweepRunner:
         print(f"{self.counts['jobs']} jobs: {self.counts['ran'] - self.counts['failed']} ran, "
               f"{self.counts['cached']} cached (already stored), {self.counts['failed']} failed "
               f"-> {self.sweep_dir / 'results.csv'}", flush=True)
-        if self.failures:
+        if self.failures and self.stopped is None:
+            shown = self.failures[:SHOWN_FAILURES]
             print(f"error: {len(self.failures)} job(s) failed:", file=sys.stderr)
-            for f in self.failures:
+            for f in shown:
                 print(f"  job {f['job']} ({' '.join(f['swept'])}): {f['error']}", file=sys.stderr)
+            if len(self.failures) > len(shown):
+                print(f"  ... and {len(self.failures) - len(shown)} more (results.csv, */failed.json)",
+                      file=sys.stderr)
             return 1
-        return 0
+        return 1 if self.stopped else 0
+
+
+SHOWN_FAILURES = 10
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM raises KeyboardInterrupt in the driver, so `kill` (or a scheduler's stop) ends a
+    sweep the way Ctrl-C does: finished results kept, the private Ray instance shut down."""
+    import signal
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading_is_main():
+        signal.signal(signal.SIGTERM, _raise)
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _swept_values(overrides: list[str], swept_keys: list[str]) -> dict:
+    parsed = dict(ov.partition("=")[::2] for ov in overrides)
+    return {k: parsed.get(k, parsed.get("+" + k, "")) for k in swept_keys}
 
 
 def _same_hash(path: Path, key: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -188,6 +187,11 @@ def start_early(ray_cfg) -> None:
         _early.start()
 
 
+def early_ready() -> bool:
+    """False while an early start is still under way (the driver may check jobs meanwhile)."""
+    return _early is None or _early.ready.is_set()
+
+
 def start_early_if_useful(master) -> bool:
     """Start Ray on a background thread while Hydra composes and checks the jobs (about 1 s
     of a sweep's start-up here), unless the sweep folder already holds results: a resumed
@@ -282,26 +286,8 @@ def disconnect() -> None:
         import ray
 
         if ray.is_initialized():
-            _stop_monitor()
             ray.shutdown()
     finally:
         if early is not None:
             early.release.set()
             early.join()
-
-
-def _stop_monitor() -> None:
-    """Kill our local instance's autoscaler monitor before ray.shutdown(): it ignores SIGTERM
-    for the full second ray.shutdown() waits on it (1.0 of its 1.4 s here). It holds no state
-    of ours, and every result is already on the driver when this runs."""
-    try:
-        from ray._private import ray_constants
-        from ray._private.worker import _global_node
-    except ImportError:  # a Ray without these internals: the plain shutdown still works
-        return
-    if _global_node is None:  # connected to a cluster: its processes are not ours to stop
-        return
-    for info in _global_node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
-        if info.process.poll() is None:
-            info.process.send_signal(signal.SIGKILL)
-            info.process.wait(timeout=5)
