@@ -21,6 +21,8 @@ import mlp.sweep as sweep_pkg
 from mlp.cli import absolutize_paths, compose_error, write_json_atomic
 from mlp.errors import UserError
 from mlp.sweep import ray_session
+from mlp.sweep.data_ship import DataShipper, size_object_store
+from mlp.sweep.ray_options import remote_options
 from mlp.sweep.progress import Progress
 from mlp.sweep.results import make_row, write_csv_atomic
 from mlp.sweep.store import ResultStore, config_hash, scan_sweep_dir
@@ -59,6 +61,8 @@ class SweepRunner:
         self.callbacks, self.task_function = callbacks, task_function
         self.settings = master.sweep
         check_settings(self.settings)
+        size_object_store(master)
+        self.shipper = DataShipper(self.settings.data)
         self.cwd = Path.cwd()
         self.sweep_dir = (self.cwd / str(master.hydra.sweep.dir)).resolve()
         self.store = ResultStore((self.cwd / str(self.settings.store)).expanduser().resolve())
@@ -128,6 +132,7 @@ class SweepRunner:
         self._write_csv()
         try:
             if todo:
+                self.shipper.preload([job.cfg for job in todo])  # bad data: error before any job
                 self._ensure_ray()
                 progress.show(force=True)
                 self._run(todo, progress, returns)
@@ -150,12 +155,12 @@ class SweepRunner:
 
         cpus = float(self.settings.cpus_per_job)
         remote = ray.remote(mlp_sweep_job).options(num_cpus=cpus, max_retries=int(self.settings.max_retries),
-                                                   retry_exceptions=False)
+                                                   retry_exceptions=False, **remote_options(self.settings))
         slots = max(1, int(ray_session.cluster_cpus() // cpus))
         pending = {}
         for job in todo:
             self._callback("on_job_start", job, task_function=self.task_function)
-            pending[remote.remote(job.cfg)] = job
+            pending[remote.remote(*self.shipper.task_args(job.cfg))] = job
         progress.running = min(len(pending), slots)
         progress.show()
         while pending:

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from mlp.errors import UserError
+from mlp.sweep.ray_options import init_kwargs
 
 GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
-RUNTIME_ENV_EXCLUDES = ["outputs/", "data/", ".git/", ".venv/", "*.egg-info/", "__pycache__/"]
 
 
 def _probe(address: str, timeout_s: float) -> bool:
@@ -103,6 +103,9 @@ def start_early_if_useful(master) -> bool:
         sweep_dir = Path.cwd() / str(master.hydra.sweep.dir)
         if not settings.force and (sweep_dir / "results.csv").exists():
             return False
+        from mlp.sweep.data_ship import size_object_store
+
+        size_object_store(master)
         ray_cfg = settings.ray
     except Exception:  # anything odd in the config: the launcher reports it, and starts Ray itself
         return False
@@ -141,16 +144,12 @@ def _connect(ray_cfg) -> dict:
                           object_store_memory=int(ray_cfg.object_store_mb) * 1024 ** 2)
             if ray_cfg.num_cpus is not None:
                 kwargs["num_cpus"] = int(ray_cfg.num_cpus)
-            ray.init(address="local", **kwargs, **common)
+            ray.init(address="local", **init_kwargs(ray_cfg, {**kwargs, **common}, joining=False))
         else:
             if address != "auto" and not address.startswith("ray://"):
                 if _probe(address, float(ray_cfg.connect_timeout_s)):
                     _use_token_auth(address)
-            runtime_env = None
-            if ray_cfg.working_dir:
-                runtime_env = {"working_dir": str(Path(str(ray_cfg.working_dir)).resolve()),
-                               "excludes": RUNTIME_ENV_EXCLUDES}
-            ray.init(address=address, runtime_env=runtime_env, **common)
+            ray.init(address=address, **init_kwargs(ray_cfg, common, joining=True))
     except UserError:
         raise
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError from ray.init
