@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -66,7 +67,7 @@ class RayNode:
     """One `ray start` node (head, or a worker joining head_address) on 127.0.0.1."""
 
     def __init__(self, log: Path, num_cpus: int, head_address: str | None = None,
-                 dashboard_port: int | None = None):
+                 dashboard_port: int | None = None, hide: tuple[Path, ...] = ()):
         self.port = free_port() if head_address is None else None
         cmd = [RAY, "start", "--block", "--disable-usage-stats", f"--num-cpus={num_cpus}",
                "--node-ip-address=127.0.0.1"]
@@ -78,8 +79,10 @@ class RayNode:
             cmd += [f"--address={head_address}"]
         self.log = log
         ensure_token()
+        if hide:
+            cmd = in_own_mounts(cmd, hide, stash=log.parent / f"{log.stem}.venv")
         self.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True,
+                                     start_new_session=True, cwd=log.parent,
                                      env=venv_env(RAY_AUTH_MODE="token"))  # Ray's default; a joining node must say so
         self.address = f"127.0.0.1:{self.port}" if self.port else head_address
 
@@ -104,6 +107,19 @@ class RayNode:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+def in_own_mounts(cmd: list[str], hide: tuple[Path, ...], stash: Path) -> list[str]:
+    """cmd run in a mount namespace of its own where each folder in hide is an empty tmpfs: a
+    node that shares no disk with the driver. The venv (inside the checkout) is bind-mounted
+    back, so the node keeps exactly Python and the dependencies."""
+    venv = Path(sys.executable).parent.parent
+    q = shlex.quote
+    lines = ["set -e", f"mkdir -p {q(str(stash))}", f"mount --bind {q(str(venv))} {q(str(stash))}"]
+    lines += [f"mount -t tmpfs tmpfs {q(str(folder))}" for folder in hide]
+    lines += [f"mkdir -p {q(str(venv))}", f"mount --bind {q(str(stash))} {q(str(venv))}", "cd /",
+              "exec " + " ".join(q(c) for c in cmd)]
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines)]
 
 
 def wait_for_nodes(address: str, n: int, timeout: float = 60) -> None:

@@ -63,6 +63,7 @@ class SweepRunner:
         check_settings(self.settings)
         size_object_store(master)
         self.shipper = DataShipper(self.settings.data)
+        self.remote_options = remote_options(self.settings)  # checked before Ray starts
         self.cwd = Path.cwd()
         self.sweep_dir = (self.cwd / str(master.hydra.sweep.dir)).resolve()
         self.store = ResultStore((self.cwd / str(self.settings.store)).expanduser().resolve())
@@ -155,7 +156,7 @@ class SweepRunner:
 
         cpus = float(self.settings.cpus_per_job)
         remote = ray.remote(mlp_sweep_job).options(num_cpus=cpus, max_retries=int(self.settings.max_retries),
-                                                   retry_exceptions=False, **remote_options(self.settings))
+                                                   retry_exceptions=False, **self.remote_options)
         slots = max(1, int(ray_session.cluster_cpus() // cpus))
         pending = {}
         for job in todo:
