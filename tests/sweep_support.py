@@ -67,7 +67,8 @@ class RayNode:
     """One `ray start` node (head, or a worker joining head_address) on 127.0.0.1."""
 
     def __init__(self, log: Path, num_cpus: int, head_address: str | None = None,
-                 dashboard_port: int | None = None, hide: tuple[Path, ...] = ()):
+                 dashboard_port: int | None = None, hide: tuple[Path, ...] = (),
+                 env_extra: dict | None = None):
         self.port = free_port() if head_address is None else None
         cmd = [RAY, "start", "--block", "--disable-usage-stats", f"--num-cpus={num_cpus}",
                "--node-ip-address=127.0.0.1"]
@@ -83,7 +84,8 @@ class RayNode:
             cmd = in_own_mounts(cmd, hide, stash=log.parent / f"{log.stem}.venv")
         self.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=log.parent,
-                                     env=venv_env(RAY_AUTH_MODE="token"))  # Ray's default; a joining node must say so
+                                     env=venv_env(RAY_AUTH_MODE="token",  # Ray's default; a joining node must say so
+                                                  **(env_extra or {})))
         self.address = f"127.0.0.1:{self.port}" if self.port else head_address
 
     def wait_started(self, timeout: float = 90) -> None:
@@ -120,6 +122,17 @@ def in_own_mounts(cmd: list[str], hide: tuple[Path, ...], stash: Path) -> list[s
     lines += [f"mkdir -p {q(str(venv))}", f"mount --bind {q(str(stash))} {q(str(venv))}", "cd /",
               "exec " + " ".join(q(c) for c in cmd)]
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines)]
+
+
+def stop_nodes(nodes: list[RayNode]) -> None:
+    """Stop several nodes at once: all are signalled before any is waited for."""
+    for node in nodes:
+        try:
+            os.killpg(node.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for node in nodes:
+        node.stop()
 
 
 def wait_for_nodes(address: str, n: int, timeout: float = 60) -> None:

@@ -6,6 +6,7 @@ shares that node's one read-only copy (Ray maps numpy buffers straight from its 
 store). `sweep.data=path` keeps the old way (each task loads data.root itself) for data too
 large to ship.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,10 @@ from mlp.data.official import N_FEATURES
 from mlp.errors import UserError
 
 MODES = ("object_store", "path")
-CIFAR10_IMAGES = 60_000        # 50,000 training + 10,000 test images, whichever CIFAR-10 source
+CIFAR10_IMAGES = 60_000  # 50,000 training + 10,000 test images, whichever CIFAR-10 source
 BYTES_PER_IMAGE = N_FEATURES + 1  # uint8 pixels + a uint8 label
-HEADROOM = 1.25                # the store never fills to the brim: Ray spills to disk above ~80 %
-BASE_STORE_MB = 256            # results, task arguments and Ray's own objects (the old default)
+HEADROOM = 1.25  # the store never fills to the brim: Ray spills to disk above ~80 %
+BASE_STORE_MB = 256  # results, task arguments and Ray's own objects (the old default)
 
 
 def check_mode(mode) -> str:
@@ -59,16 +60,24 @@ def data_key(data_cfg: dict) -> str:
 
 def pack(raw: RawData) -> dict:
     """What goes into the object store: the arrays and what describes them, nothing else."""
-    return {**{name: getattr(raw, name) for name in ARRAYS},
-            "source": raw.source, "synthetic": raw.synthetic}
+    return {
+        **{name: getattr(raw, name) for name in ARRAYS},
+        "source": raw.source,
+        "synthetic": raw.synthetic,
+    }
 
 
 def unpack(data: dict) -> RawData:
     """A task's RawData from the shipped dict; the arrays stay read-only views of the store."""
     start = time.perf_counter()
     arrays = {name: data[name] for name in ARRAYS}
-    return RawData(**arrays, source=data["source"], synthetic=data["synthetic"], decoded_now=False,
-                   load_s=time.perf_counter() - start)
+    return RawData(
+        **arrays,
+        source=data["source"],
+        synthetic=data["synthetic"],
+        decoded_now=False,
+        load_s=time.perf_counter() - start,
+    )
 
 
 class DataShipper:

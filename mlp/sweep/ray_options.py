@@ -6,6 +6,7 @@ package to the workers through Ray's runtime environment (py_modules), so a work
 only Python and the dependencies. The tasks import nothing else of the project (no Hydra
 plugin, no conf/: they receive the resolved config).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -18,8 +19,11 @@ from mlp.errors import UserError
 CODE_EXCLUDES = ["__pycache__/", "*.pyc"]
 WORKING_DIR_EXCLUDES = ["outputs/", "data/", ".git/", ".venv/", "*.egg-info/", "__pycache__/"]
 RESERVED_INIT = {"address": "sweep.ray.address"}
-RESERVED_REMOTE = {"num_cpus": "sweep.cpus_per_job", "max_retries": "sweep.max_retries",
-                   "retry_exceptions": "sweep.max_retries"}
+RESERVED_REMOTE = {
+    "num_cpus": "sweep.cpus_per_job",
+    "max_retries": "sweep.max_retries",
+    "retry_exceptions": "sweep.max_retries",
+}
 
 
 def _plain(node, where: str) -> dict:
@@ -70,15 +74,22 @@ def init_kwargs(ray_cfg, ours: dict, joining: bool) -> dict:
 
     user = dict(_plain(ray_cfg.get("init"), "sweep.ray.init"))
     _check_reserved(user, RESERVED_INIT, "sweep.ray.init")
-    allowed = [name for name, p in inspect.signature(ray.init).parameters.items()
-               if p.kind is not inspect.Parameter.VAR_KEYWORD and name not in RESERVED_INIT]
+    allowed = [
+        name
+        for name, p in inspect.signature(ray.init).parameters.items()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD and name not in RESERVED_INIT
+    ]
     for key in user:
         if key not in allowed:
-            raise UserError(f"sweep.ray.init.{key} is not an argument of ray.init "
-                            f"(allowed: {', '.join(allowed)})")
+            raise UserError(
+                f"sweep.ray.init.{key} is not an argument of ray.init "
+                f"(allowed: {', '.join(allowed)})"
+            )
     kwargs = {**ours, **user}
-    env = merge_runtime_env(code_runtime_env(ray_cfg) if joining else {},
-                            _plain(user.get("runtime_env"), "sweep.ray.init.runtime_env"))
+    env = merge_runtime_env(
+        code_runtime_env(ray_cfg) if joining else {},
+        _plain(user.get("runtime_env"), "sweep.ray.init.runtime_env"),
+    )
     kwargs["runtime_env"] = env or None
     return kwargs
 
