@@ -68,7 +68,7 @@ class RayNode:
 
     def __init__(self, log: Path, num_cpus: int, head_address: str | None = None,
                  dashboard_port: int | None = None, hide: tuple[Path, ...] = (),
-                 env_extra: dict | None = None):
+                 env_extra: dict | None = None, extra_args: tuple[str, ...] = ()):
         self.port = free_port() if head_address is None else None
         cmd = [RAY, "start", "--block", "--disable-usage-stats", f"--num-cpus={num_cpus}",
                "--node-ip-address=127.0.0.1"]
@@ -78,6 +78,7 @@ class RayNode:
                     else ["--include-dashboard=false"])
         else:
             cmd += [f"--address={head_address}"]
+        cmd += list(extra_args)
         self.log = log
         ensure_token()
         if hide:

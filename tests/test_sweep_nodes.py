@@ -73,6 +73,7 @@ def cluster(tmp_path_factory):
                     num_cpus=1,
                     head_address=head.address,
                     hide=(ROOT, ARCHIVE.parent, CACHE),
+                    extra_args=(f"--resources={{\"node{k}\": 4}}",),
                 )
             )
         for node in nodes[1:]:
@@ -124,6 +125,42 @@ def test_real_data_sweep_on_nodes_without_data_equals_a_local_run(cluster, tmp_p
         local = run_experiment(OmegaConf.create(result["config"]))
         for key in COMPARED:
             assert local[key] == result[key], key
+
+
+def test_init_and_remote_settings_reach_ray(cluster, tmp_path):
+    """sweep.ray.remote asks for node 1's custom resource: both jobs run there; sweep.ray.init's
+    runtime_env is merged with the shipped code (else the nodes could not import mlp)."""
+    head, _, _ = cluster
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "seed=0,1",
+        *on_cluster(head),
+        "sweep.ray.remote={resources: {node1: 1}}",
+        "sweep.ray.init={namespace: study, runtime_env: {env_vars: {MLP_STUDY_PROBE: '1'}}}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = results(tmp_path / "sw")
+    assert [r["status"] for r in saved] == ["ok", "ok"] and len({r["node_id"] for r in saved}) == 1
+
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ("sweep.ray.remote={num_gpu: 1}", "sweep.ray.remote: Invalid option keyword num_gpu"),
+        ("sweep.ray.remote={num_cpus: 2}", "use sweep.cpus_per_job"),
+        ("sweep.ray.init={adress: x}", "sweep.ray.init.adress is not an argument of ray.init"),
+    ],
+)
+def test_bad_pass_through_keys_are_one_error_line(cluster, tmp_path, bad, says):
+    head, _, _ = cluster
+    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "seed=0", *on_cluster(head), bad)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert says in lines[0]
+    assert not (tmp_path / "sw" / "0" / "result.json").exists()
 
 
 def test_killing_a_worker_node_mid_sweep_reruns_its_jobs_on_the_other(cluster, tmp_path):

@@ -10,12 +10,15 @@ plugin, no conf/: they receive the resolved config).
 from __future__ import annotations
 
 import inspect
+import json
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from mlp.errors import UserError
 
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 CODE_EXCLUDES = ["__pycache__/", "*.pyc"]
 WORKING_DIR_EXCLUDES = ["outputs/", "data/", ".git/", ".venv/", "*.egg-info/", "__pycache__/"]
 RESERVED_INIT = {"address": "sweep.ray.address"}
@@ -45,7 +48,7 @@ def _check_reserved(options: dict, reserved: dict, where: str) -> None:
 def code_runtime_env(ray_cfg) -> dict:
     """The runtime_env that ships this checkout's `mlp` package (empty when ship_code is off)."""
     env: dict = {}
-    if ray_cfg.get("ship_code", True):
+    if ray_cfg.get("ship_code", True) and not _job_ships_code():
         import mlp
 
         env["py_modules"] = [str(Path(mlp.__file__).resolve().parent)]
@@ -54,6 +57,18 @@ def code_runtime_env(ray_cfg) -> dict:
         env["working_dir"] = str(Path(str(ray_cfg.working_dir)).resolve())
         env["excludes"] = sorted(set(env.get("excludes", [])) | set(WORKING_DIR_EXCLUDES))
     return env
+
+
+def _job_ships_code() -> bool:
+    """True inside `ray job submit --working-dir/--py-modules`: the job's runtime_env already
+    carries the code to every worker (adding py_modules then fails the workers' env setup).
+    Ray hands a job's entrypoint its config in this environment variable."""
+    try:
+        job = json.loads(os.environ.get(JOB_CONFIG_ENV, "") or "{}")
+    except ValueError:
+        return False
+    env = job.get("runtime_env") or {}
+    return bool(env.get("working_dir") or env.get("py_modules"))
 
 
 def merge_runtime_env(ours: dict, user: dict) -> dict:
