@@ -54,3 +54,37 @@ def test_bad_mode_and_missing_data_are_user_errors(tmp_path):
     (raw,) = shipper.loaded.values()
     assert all(getattr(raw, name).dtype.name == "uint8" for name in ARRAYS)
     assert DataShipper("path").task_args(synthetic) == (synthetic,)  # path mode: no reference
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_tasks_read_the_cached_arrays_zero_copy_and_read_only(tmp_path):
+    """The decode cache hands out np.memmap, which numpy pickles in-band (a private copy in every
+    task); packed, the arrays reach a real Ray task as read-only views of the object store."""
+    import numpy as np
+    import ray
+
+    from mlp.data import RawData
+    from mlp.data.cache import cached_arrays
+    from mlp.sweep.data_ship import pack, unpack
+
+    rng = np.random.default_rng(0)
+    arrays, _ = cached_arrays(tmp_path, "k", "abc", lambda: {
+        "train_x": rng.integers(0, 256, (2000, 3072), dtype=np.uint8),
+        "train_y": np.zeros(2000, np.uint8), "test_x": np.zeros((10, 3072), np.uint8),
+        "test_y": np.zeros(10, np.uint8)})
+    assert isinstance(arrays["train_x"], np.memmap)
+    raw = RawData(**arrays, source="t", synthetic=True, decoded_now=False, load_s=0.0)
+
+    @ray.remote
+    def probe(data):
+        x = unpack(data).train_x
+        return x.flags.writeable, np.shares_memory(x, data["train_x"]), int(x.sum(dtype=np.uint64))
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR",
+             object_store_memory=100 * 2**20)
+    try:
+        writeable, shared, total = ray.get(probe.remote(ray.put(pack(raw))))
+    finally:
+        ray.shutdown()
+    assert not writeable and shared and total == int(arrays["train_x"].sum(dtype=np.uint64))

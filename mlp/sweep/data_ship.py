@@ -13,6 +13,7 @@ import json
 import math
 import time
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from mlp.data import RawData, load_raw
@@ -59,9 +60,13 @@ def data_key(data_cfg: dict) -> str:
 
 
 def pack(raw: RawData) -> dict:
-    """What goes into the object store: the arrays and what describes them, nothing else."""
+    """What goes into the object store: the arrays and what describes them, nothing else.
+
+    The cache's arrays are np.memmap; numpy pickles that subclass in-band (a private copy on
+    the driver and in every task), so they go in as plain ndarray views: Ray then stores the
+    buffers out-of-band and tasks map them zero-copy."""
     return {
-        **{name: getattr(raw, name) for name in ARRAYS},
+        **{name: np.asarray(getattr(raw, name)) for name in ARRAYS},
         "source": raw.source,
         "synthetic": raw.synthetic,
     }

@@ -63,7 +63,7 @@ class SweepRunner:
         check_settings(self.settings)
         size_object_store(master)
         self.shipper = DataShipper(self.settings.data)
-        self.remote_options = remote_options(self.settings)  # checked before Ray starts
+        self.remote_options = remote_options(self.settings)  # checked before any job starts
         self.cwd = Path.cwd()
         self.sweep_dir = (self.cwd / str(master.hydra.sweep.dir)).resolve()
         self.store = ResultStore((self.cwd / str(self.settings.store)).expanduser().resolve())
