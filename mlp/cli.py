@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -12,12 +13,20 @@ from omegaconf import DictConfig, open_dict
 
 from mlp.errors import UserError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The configs ship inside the package (conf/ installs as mlp.conf, see setup.py), so every
+# command finds them from any folder, in an editable install or a wheel.
+CONF_MODULE = "mlp.conf"
+CONFIG_PATH = f"pkg://{CONF_MODULE}"
 CHECKED_GROUPS = ("experiment", "data")
 
 
+def conf_file(*parts: str) -> Path:
+    """A file of the shipped configs (e.g. conf_file("report", "report.yaml"))."""
+    return Path(str(resources.files(CONF_MODULE).joinpath(*parts)))
+
+
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    return sorted(p.stem for p in conf_file(group).glob("*.yaml"))
 
 
 def check_groups(overrides, groups=CHECKED_GROUPS) -> None:
@@ -27,6 +36,8 @@ def check_groups(overrides, groups=CHECKED_GROUPS) -> None:
         if group not in groups or ov.is_delete() or "glob(" in str(ov.input_line):
             continue
         values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        if not ov.is_sweep_override() and isinstance(ov.value(), list):  # group=[a,b]: several options
+            values = [str(v) for v in ov.value()]
         allowed = group_options(group)
         for v in values:
             if v not in allowed:
@@ -47,13 +58,13 @@ def check_group_choices(args: list[str]) -> None:
 
 def check_composes(args: list[str]) -> None:
     """Compose the config once up front so an unknown or mistyped key is one line, not Hydra's report."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
     if "-m" in args or "--multirun" in args:
         return  # sweep lists are the launcher's to expand; each job is checked when it runs
     overrides = [a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
             compose(config_name="config", overrides=overrides)
     except Exception as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]

@@ -22,7 +22,6 @@ from mlp.validate import check_config, check_data_fits
 from mlp.version import RESULT_VERSION  # noqa: F401  (re-exported: result.json's layout)
 
 
-
 def draw_lambda(search_cfg, seed: int) -> float:
     """One λ drawn log-uniformly from [search.low, search.high], reproducible from the seed."""
     rng = np.random.default_rng([seed, 2])

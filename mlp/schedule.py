@@ -20,4 +20,5 @@ def make_schedule(train_cfg, n_s: int | None):
     if train_cfg.schedule == "constant":
         eta = float(train_cfg.eta)
         return lambda t: eta
+    assert n_s is not None, "a cyclic schedule has a step size n_s"
     return lambda t: cyclic_eta(t, float(train_cfg.eta_min), float(train_cfg.eta_max), n_s)

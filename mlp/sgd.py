@@ -1,29 +1,9 @@
 """One mini-batch SGD step (gather, normalise, forward, backward, update) on preallocated buffers.
 
-Every array a step touches is allocated once here; the loop itself allocates nothing
-of mini-batch size, and the GEMMs read row-major samples and the study-shaped weights
-through transposed views (BLAS flags), never through transposed copies.
-
-What the profiler showed (benchmarks: `python runners/benchmark.py --parts step`) and
-what this module does about it:
-- the two 100×3072×50 GEMMs are the step; everything else is overhead to remove;
-- forming the W1 gradient and then applying it (g += 2λW, g *= η, W −= g) cost three
-  extra passes over a 3072×50 array per step: `step` instead folds the update into the
-  backward GEMM itself, W1 ← (1 − 2ηλ)·W1 − (η/b)·Ghᵀ X, with BLAS's own α and β
-  (SciPy's gemm wrappers; NumPy's matmul has no β);
-- NumPy and SciPy each load their own OpenBLAS with its own thread pool; with more than
-  one BLAS thread, alternating between the two made the step 4× slower (idle threads of
-  one pool spin while the other works), so every GEMM of the step goes through SciPy's;
-- normalising the gathered batch, (x − μ)·σ⁻¹ in place, took two passes over it besides
-  the uint8 → float copy, each slower inside the step than alone (the GEMMs evict the
-  batch): the mean now rides inside the GEMMs. The batch buffer holds x·σ⁻¹ and one extra
-  "offset" row o = μ·σ⁻¹, so one GEMM gives both X·σ⁻¹·W1ᵀ and o·W1ᵀ (their difference is
-  the normalised product), and the hidden gradient gets a row −Σᵢ Ghᵢ, so the W1 GEMM
-  (K = b + 1) yields Ghᵀ(X·σ⁻¹ − 1·o) — exactly the gradient on normalised inputs;
-- the W1 GEMMs run fastest with W1 in different memory orders per dtype (W1_ORDER);
-  the values are the same, only the layout the BLAS reads differs.
-`gradients` stays the plain, separately tested ∂cost/∂θ (gradient checks call it);
-`step` is the same update up to rounding.
+`step` folds the weight update and the input normalisation into SciPy's BLAS GEMMs (α/β, an
+extra "offset" row for the mean); `gradients` stays the plain ∂cost/∂θ the gradient check
+calls, and `step` equals it up to rounding. Why each trick, and what it bought:
+docs/performance.md#the-training-step.
 """
 from __future__ import annotations
 
@@ -36,8 +16,8 @@ except ImportError:  # pragma: no cover - exercised only where SciPy is absent
 
 _GEMM_NAMES = {np.dtype(np.float64): "dgemm", np.dtype(np.float32): "sgemm"}
 # W1's memory order for the fused step, per dtype: the order whose forward + W1-update
-# GEMM pair is faster here (OpenBLAS 0.3.30, 1 thread, 100 × 3072 × 50; `python
-# runners/benchmark.py --parts step` measures the result): float64 row-major
+# GEMM pair is faster here (OpenBLAS 0.3.30, 1 thread, 100 × 3072 × 50; `mlp-bench
+# --parts step` measures the result): float64 row-major
 # 1525 µs vs column-major 1633 µs; float32 column-major 784 µs vs row-major 850 µs.
 W1_ORDER = {np.dtype(np.float64): "C", np.dtype(np.float32): "F"}
 
@@ -74,7 +54,7 @@ class SGDStep:
         dtype = params["W1"].dtype
         self.gemm = fused_gemm(dtype) if fused else None
         if self.gemm is not None:  # the in-place updates need the weights' own, contiguous memory
-            params["W1"] = np.asarray(params["W1"], order=W1_ORDER.get(dtype, "C"))
+            params["W1"] = np.asarray(params["W1"], order=W1_ORDER.get(dtype, "C"))  # type: ignore[call-overload]
             params["W2"] = np.ascontiguousarray(params["W2"])
         w1, w2 = params["W1"], params["W2"]
         hidden, d_in = w1.shape

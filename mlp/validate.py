@@ -30,7 +30,8 @@ def check_config(cfg) -> None:
     _positive_int(t.batch_size, "train.batch_size")
     if t.schedule == "cyclic":
         if not 0 < t.eta_min <= t.eta_max:
-            raise UserError(f"train.eta_min={t.eta_min} and train.eta_max={t.eta_max} must satisfy 0 < eta_min ≤ eta_max")
+            raise UserError(f"train.eta_min={t.eta_min} and train.eta_max={t.eta_max} "
+                            "must satisfy 0 < eta_min ≤ eta_max")
         if t.n_s is not None:
             _positive_int(t.n_s, "train.n_s")
         else:

@@ -1,7 +1,9 @@
 """Measure the sweep figures of issue 3 side by side (run under `flock /tmp/cpu.lock`).
 
-  python runners/measure_sweep.py fanout [--data cifar10_jpeg] [--rounds 2]  # 6 lambda_coarse jobs: Ray sweep vs Hydra's basic launcher
-  python runners/measure_sweep.py memory [--data cifar10_jpeg] [--sweep-data path]  # peak PSS of a 2-task sweep of final-sized jobs
+  python runners/measure_sweep.py fanout [--data cifar10_jpeg] [--rounds 2]
+      # 6 lambda_coarse jobs: Ray sweep vs Hydra's basic launcher
+  python runners/measure_sweep.py memory [--data cifar10_jpeg] [--sweep-data path]
+      # peak PSS of a 2-task sweep of final-sized jobs
 
 Prints the figures and writes them as JSON under outputs/sweeps/_measure/.
 """
@@ -18,10 +20,10 @@ from pathlib import Path
 
 import hydra
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from mlp.bench.sweep import GRID, run_sampling
+from mlp.cli import CONFIG_PATH
 
-from mlp.bench.sweep import GRID, run_sampling  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # a repository tool: it runs runners/ from there
 
 # The same jobs under Hydra's basic launcher, one after another, BLAS on all cores: what
 # `python runners/train.py -m ...` does; basic_job below is the same task function
@@ -97,7 +99,7 @@ def memory(args, out: Path) -> dict:
             "sweep_data": args.sweep_data}
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def basic_job(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 

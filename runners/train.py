@@ -1,55 +1,7 @@
-"""Run one experiment: `python runners/train.py experiment=NAME [key=value ...]`.
+"""Run one experiment (see mlp/commands/train.py): `python runners/train.py experiment=NAME [key=value ...]`.
 
-Writes result.json (resolved config, metrics, history) into the Hydra run directory
-and prints its path last.
-"""
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import hydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.utils import get_original_cwd  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from mlp.cli import absolutize_paths, check_composes, check_group_choices, fail, write_json_atomic  # noqa: E402
-from mlp.errors import UserError  # noqa: E402
-from mlp.experiment import run_experiment  # noqa: E402
-
-
-def summary(result: dict) -> str:
-    tag = " [SYNTHETIC DATA]" if result["synthetic"] else ""
-    if "gradcheck" in result:
-        verdict = "passed" if result["passed"] else "FAILED"
-        return (f"{result['experiment']}{tag}: max relative error {result['max_rel_error']:.2e} "
-                f"(tolerance {result['tolerance']:.0e}) {verdict}")
-    return (f"{result['experiment']}{tag}: λ={result['lambda']:.3g} seed={result['seed']} "
-            f"train_acc={result['train_acc']:.4f} val_acc={result['val_acc']:.4f} test_acc={result['test_acc']:.4f} "
-            f"final_train_loss={result['final_train_loss']:.4f} ({result['train_s']:.1f} s)")
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    try:
-        absolutize_paths(cfg, Path(get_original_cwd()))
-        result = run_experiment(cfg)
-    except UserError as exc:
-        fail(str(exc))
-    out = Path(HydraConfig.get().runtime.output_dir) / "result.json"
-    write_json_atomic(out, result)
-    print(summary(result))
-    print(out)
-    if result.get("passed") is False:
-        sys.exit(1)
-
+The same as the installed console script; needs the package installed (`pip install -e .`)."""
+from mlp.commands.train import main
 
 if __name__ == "__main__":
-    try:
-        check_group_choices(sys.argv[1:])
-        check_composes(sys.argv[1:])
-    except UserError as exc:
-        fail(str(exc))
     main()

@@ -81,12 +81,11 @@ class RayNode:
         cmd += list(extra_args)
         self.log = log
         ensure_token()
+        env = {"RAY_AUTH_MODE": "token", **(env_extra or {})}  # Ray's default; a joining node must say so
         if hide:
             cmd = in_own_mounts(cmd, hide, stash=log.parent / f"{log.stem}.venv")
         self.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True, cwd=log.parent,
-                                     env=venv_env(RAY_AUTH_MODE="token",  # Ray's default; a joining node must say so
-                                                  **(env_extra or {})))
+                                     start_new_session=True, cwd=log.parent, env=venv_env(**env))
         self.address = f"127.0.0.1:{self.port}" if self.port else head_address
 
     def wait_started(self, timeout: float = 90) -> None:
@@ -146,7 +145,8 @@ def wait_for_nodes(address: str, n: int, timeout: float = 60) -> None:
             f"t=time.time()\n"
             f"while len([x for x in ray.nodes() if x['Alive']]) < {n} and time.time()-t < {timeout}: time.sleep(0.3)\n"
             f"sys.exit(0 if len([x for x in ray.nodes() if x['Alive']]) >= {n} else 1)\n")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout + 30, env=venv_env(),
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout + 30,
+                   env=venv_env(RAY_AUTH_MODE="token"),  # set before `import ray`, which reads it
                    cwd=ROOT, capture_output=True)
 
 
@@ -183,9 +183,11 @@ RAY_PROCESS_MARKS = (b"gcs_server", b"raylet", b"autoscaler/_private/monitor.py"
                      b"default_worker.py")
 
 
-def ray_processes() -> set[int]:
-    """Pids of Ray's own processes (GCS, raylet, monitors, workers) on this machine: compared
-    before and after a sweep, what is new was left behind by it."""
+def ray_processes(cwd: Path | None = None) -> set[int]:
+    """Pids of Ray's own processes (GCS, raylet, monitors, workers) on this machine, or only
+    those running in cwd (Ray's processes inherit the driver's folder; other users' Ray instances
+    on a shared machine run elsewhere): compared before and after a sweep, what is new was left
+    behind by it."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -195,6 +197,11 @@ def ray_processes() -> set[int]:
         except OSError:
             continue
         if any(mark in cmd for mark in RAY_PROCESS_MARKS):
+            try:
+                if cwd is not None and Path(os.readlink(entry / "cwd")) != Path(cwd).resolve():
+                    continue
+            except OSError:
+                continue
             found.add(int(entry.name))
     return found
 

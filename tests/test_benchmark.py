@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_benchmark_quick_writes_its_table(tmp_path):
     out = tmp_path / "bench"
     proc = subprocess.run([sys.executable, "runners/benchmark.py", "--quick", "--steps", "5", "--out", str(out)],
@@ -31,10 +32,11 @@ def test_benchmark_quick_writes_its_table(tmp_path):
             assert float(r["value"]) > 0, r
     assert {r["part"] for r in rows} >= {"peak", "step", "data"}
     md = mds[0].read_text()
-    assert "Machine:" in md and "runners/benchmark.py --quick" in md and "| part | figure |" in md
+    assert "Machine:" in md and "mlp-bench --quick" in md and "| part | figure |" in md
     assert "project step, batch 100, float64, 1 thread" in proc.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_rejects_unknown_part(tmp_path):
     proc = subprocess.run([sys.executable, "runners/benchmark.py", "--parts", "step,warp", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)

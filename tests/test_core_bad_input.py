@@ -1,9 +1,9 @@
 """Bad input on the command line: one line on stderr naming the value, exit code 2, no result written."""
 import pytest
-
 from conftest import SMALL_SYNTHETIC, run_cli
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["lambda=-0.1"], "lambda=-0.1"),
     (["train.eta_min=0.2", "train.eta_max=0.1"], "train.eta_min=0.2"),
@@ -26,6 +26,7 @@ def test_bad_value_fails_with_one_line(tmp_path, args, needle):
     assert not (out / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_good_run_prints_result_path_last(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("train.py", *SMALL_SYNTHETIC, "train.n_s=10", f"hydra.run.dir={out}")
@@ -34,6 +35,7 @@ def test_good_run_prints_result_path_last(tmp_path):
     assert "SYNTHETIC" in proc.stdout
 
 
+@pytest.mark.slow
 def test_basic_launcher_multirun_still_works(tmp_path):
     proc = run_cli("train.py", "-m", *SMALL_SYNTHETIC, "train.n_s=5", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr

@@ -70,6 +70,7 @@ def _slow_decode_worker(cache_root: str, counter: str, barrier) -> None:
     assert arrays["train_x"].shape == (8, 3072)
 
 
+@pytest.mark.slow
 def test_concurrent_processes_decode_once(tmp_path):
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(3)

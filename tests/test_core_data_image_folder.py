@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_cache_dir
 from PIL import Image
 
-from conftest import shared_cache_dir
 from mlp.data import build_dataset, load_raw
 from mlp.data.image_folder import CLASSES
 from mlp.errors import UserError
@@ -104,6 +104,8 @@ def test_wrong_image_size_and_missing_path(cfg_factory, tmp_path):
         load_raw(jpeg_cfg(cfg_factory, tmp_path / "missing.tar.gz"))
 
 
+@pytest.mark.real_data
+@pytest.mark.slow
 def test_shared_archive_decodes_to_cifar10_shapes(cfg_factory, shared_archive):
     cfg = cfg_factory(["data=cifar10_jpeg", f"data.root={shared_archive}"])
     cfg.data.cache_dir = shared_cache_dir()

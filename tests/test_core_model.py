@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mlp.model import init_params, loss_and_cost, l2_penalty
+from mlp.model import init_params, l2_penalty, loss_and_cost
 from mlp.sgd import SGDStep
 
 

@@ -2,7 +2,6 @@
 missing and corrupt results."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -41,6 +40,9 @@ RUNS = [
 ]
 ALL_TABLES = {"gradcheck", "overfit", "cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final"}
 ALL_FIGURES = {"lr_schedule", "overfit", "cyclic_1cycle", "cyclic_3cycles", "final", "lambda_search"}
+# Its fixture trains every experiment of the study on synthetic data (~40 s here).
+pytestmark = pytest.mark.slow
+
 METRICS = ["train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss"]
 
 
@@ -127,7 +129,8 @@ def test_markdown_shows_mean_pm_std_and_n(written, results_dir):
     header = [c.strip() for c in md[0].strip("|").split("|")]
     assert cells[header.index("n")] == "3"
     assert cells[header.index("seeds")] == "0,1,2"
-    assert cells[header.index("test acc (%)")] == f"{100 * want['test_acc_mean']:.2f} ± {100 * want['test_acc_std']:.2f}"
+    want_test = f"{100 * want['test_acc_mean']:.2f} ± {100 * want['test_acc_std']:.2f}"
+    assert cells[header.index("test acc (%)")] == want_test
     assert cells[header.index("val loss")] == f"{want['final_val_loss_mean']:.4f} ± {want['final_val_loss_std']:.4f}"
     one = (written / "tables" / "cyclic_3cycles.md").read_text().splitlines()[2]
     assert "±" not in one  # a single seed shows its value, no spread
@@ -321,7 +324,26 @@ def test_report_never_trains(results_dir, monkeypatch):
         raise AssertionError("the report trained")
     monkeypatch.setattr(mlp.train, "train", boom)
     monkeypatch.setattr(mlp.experiment, "run_experiment", boom)
-    spec = importlib.util.spec_from_file_location("report_runner", ROOT / "runners" / "report.py")
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
+    from mlp.commands import report as runner
+
     assert runner.run([str(results_dir), "--out", str(results_dir.parent / "rep")]).is_file()
+
+
+def test_report_names_no_absolute_path_of_this_machine(results_dir, tmp_path):
+    """Data source and resolved config show the archive's file name, not its folder; the cache
+    folder (run placement) is left out; result files are listed relative to where it ran."""
+    runs = tmp_path / "runs"
+    shutil.copytree(results_dir, runs)
+    secret = "/srv/private/datasets"
+    for path in runs.rglob("result.json"):
+        r = json.loads(path.read_text())
+        r["data_source"] = f"cifar10_jpeg: {secret}/cifar10-jpeg.tar.gz"
+        r["config"]["data"]["root"] = f"{secret}/cifar10-jpeg.tar.gz"
+        r["config"]["data"]["cache_dir"] = "/home/someone/.cache/mlp_study"
+        path.write_text(json.dumps(r))
+    proc = run_report(runs, "--out", str(tmp_path / "rep"), cwd=Path("/"))
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "rep" / "REPORT.md").read_text()
+    assert "Data source: `cifar10_jpeg: cifar10-jpeg.tar.gz`" in md and "root: cifar10-jpeg.tar.gz" in md
+    for absolute in (secret, "/home/someone", str(tmp_path), str(Path.home())):
+        assert absolute not in md, absolute

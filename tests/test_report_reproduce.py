@@ -27,6 +27,8 @@ def reproduce(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=900)
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_reproduce_quick_end_to_end_and_resume(tmp_path):
     args = ["--quick", *DATA, "--runs-dir", "runs", "--report-dir", "report"]
     proc = reproduce(tmp_path, *args)
@@ -66,16 +68,18 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path):
     assert len(invocations) == 2
 
 
+@pytest.mark.slow
 def test_reproduce_rejects_bad_arguments_in_one_line(tmp_path):
-    for args, needle in ((["profile=huge"], "unknown profile 'huge'"),
-                         (["lambda=0.1"], "lambda= is set by reproduce.py"),
-                         (["--fast"], "unknown option --fast")):
+    for args, needle in ((["--profile", "huge"], "unknown profile 'huge'"),
+                         (["lambda=0.1"], "lambda= is set by mlp-reproduce"),
+                         (["--fast"], "unrecognized arguments: --fast")):
         proc = reproduce(tmp_path, *args)
         assert proc.returncode == 2, args
         assert proc.stderr.strip().count("\n") == 0 and needle in proc.stderr, proc.stderr
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_a_failing_step_stops_with_its_exit_code(tmp_path):
     proc = reproduce(tmp_path, "--quick", "data=nosuch", "--runs-dir", "runs")
     assert proc.returncode == 2

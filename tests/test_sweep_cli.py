@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from omegaconf import OmegaConf
-
 from sweep_support import SMALL, ray_processes, run_sweep, wait_gone
 
 from mlp.errors import UserError
@@ -13,26 +12,27 @@ from mlp.sweep.search import check_search, fine_lambdas
 from mlp.sweep.store import ResultStore, config_hash
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["-m", "experiment=cyclic_1cycle", "trian.epochs=3"], "unknown key 'trian.epochs'"),
     (["-m", "experiment=cyclic_1cycle", "lambda=0.1", "train.n_x=1,2"], "unknown key 'train.n_x'"),
     (["-m", "experiment=lambda_coarse", "lambda=1e-5,1e-3,-1e-2"], "lambda=-0.01 must be a number ≥ 0"),
     (["-m", "experiment=cyclic_1cycle,nope"], "unknown experiment 'nope'"),
     (["-m", "launcher=nowhere"], "unknown launcher 'nowhere'"),
-    (["experiment=lambda_search", "search.coarse.grid=[1e-3,-1]"], "search.coarse.grid has lambda=-1"),
-    (["experiment=lambda_search", "data.n_train=500,600"], "data.n_train cannot be swept"),
+    (["search=lambda", "search.coarse.grid=[1e-3,-1]"], "search.coarse.grid has lambda=-1"),
+    (["search=lambda", "data.n_train=500,600"], "data.n_train cannot be swept"),
     (["-m", "experiment=cyclic_1cycle", "sweep.ray.address=http://127.0.0.1:8265"], "dashboard/job-submission URL"),
     (["-m", "experiment=cyclic_1cycle", "sweep.cpus_per_job=0"], "sweep.cpus_per_job=0 must be a whole number"),
 ])
 def test_bad_input_is_one_line_before_any_job(tmp_path, args, message):
-    before = ray_processes()
+    before = ray_processes(tmp_path)
     proc = run_sweep(tmp_path, *args, *SMALL, env_extra={"RAY_ADDRESS": ""})
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not (tmp_path / "sw" / "results.csv").exists() and not (tmp_path / "store").exists()
     # Ray may have been started early (while the jobs were checked): nothing of it is left running
-    assert not wait_gone(ray_processes() - before)
+    assert not wait_gone(ray_processes(tmp_path) - before)
 
 
 def _cfg(**over):

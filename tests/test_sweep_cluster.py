@@ -7,8 +7,19 @@ import subprocess
 import time
 
 import pytest
+from sweep_support import (
+    RAY,
+    ROOT,
+    SMALL,
+    RayNode,
+    free_port,
+    results,
+    rows,
+    venv_env,
+    wait_for_nodes,
+)
 
-from sweep_support import RAY, ROOT, SMALL, RayNode, free_port, results, rows, venv_env, wait_for_nodes
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.cluster]
 
 
 @pytest.fixture(scope="module")

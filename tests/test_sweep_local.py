@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from conftest import run_cli
 from sweep_support import ROOT, SMALL, ray_processes, results, rows, run_sweep, summary, wait_gone
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
-    before = ray_processes()
+    before = ray_processes(tmp_path)
     log = tmp_path / "jobs.jsonl"
     callback = ["+hydra.callbacks.log._target_=sweep_support.JobLog", f"+hydra.callbacks.log.path={log}"]
     env = {"RAY_ADDRESS": "", "PYTHONPATH": str(ROOT / "tests")}
@@ -35,7 +39,7 @@ def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
     for key, e in ends.items():
         assert e["status"] == "COMPLETED" and e["cfg_lambda"] == key[0] and e["val_acc"] == by_key[key]["val_acc"]
     # the local instance is gone with the driver (its start overlapped the jobs' composition)
-    assert not wait_gone(ray_processes() - before)
+    assert not wait_gone(ray_processes(tmp_path) - before)
     assert s["ray_start_s"] > 0 and s["ray_shutdown_s"] >= 0
     # the same command again in the same folder: everything is stored, so Ray is not even started
     again = run_sweep(tmp_path, "-m", "experiment=glob(cyclic_1*)", *SMALL, "lambda=choice(0,0.01)",
@@ -44,3 +48,16 @@ def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
     s = summary(tmp_path / "sw")
     assert (s["ran"], s["cached"], s["ray_address"]) == (0, 4, None)
     assert len(log.read_text().splitlines()) == len(events)  # cached jobs run nothing: no events
+
+
+def test_train_and_a_one_job_sweep_give_identical_numbers(tmp_path):
+    """Same config and seed: `runners/train.py` and a sweep job (a Ray task) agree to the bit."""
+    args = ["experiment=cyclic_1cycle", *SMALL, "lambda=0.003", "seed=3"]
+    single = run_cli("train.py", *args, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    swept = run_sweep(tmp_path, "-m", *args, "sweep.ray.num_cpus=1", env_extra={"RAY_ADDRESS": ""})
+    assert swept.returncode == 0, swept.stderr
+    a = json.loads((tmp_path / "single" / "result.json").read_text())
+    (b,) = results(tmp_path / "sw")
+    numbers = ("history", "train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss", "lambda")
+    assert {k: a[k] for k in numbers} == {k: b[k] for k in numbers}

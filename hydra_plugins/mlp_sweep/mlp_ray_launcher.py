@@ -3,8 +3,8 @@
 The work lives in mlp.sweep.launch.SweepRunner; this class is only Hydra's entry point.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
@@ -23,11 +23,11 @@ ConfigStore.instance().store(group="hydra/launcher", name="mlp_ray", node=MlpRay
 
 class MlpRayLauncher(Launcher):
     def __init__(self) -> None:
-        self.config: Optional[DictConfig] = None
-        self.hydra_context: Optional[HydraContext] = None
-        self.task_function: Optional[TaskFunction] = None
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
         self.runner = None
-        self.stage: Optional[str] = None  # set by the sweeper for a search's stages
+        self.stage: str | None = None  # set by the sweeper for a search's stages
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function

@@ -1,10 +1,11 @@
 """Hydra Sweeper `mlp`: Hydra's own sweep syntax (a,b / range / choice / glob, several keys),
-or, for a config with `kind: search`, the study's two-stage λ search; one exit code at the end.
+or, with a `search` group chosen (`search=lambda`, conf/search/), the study's two-stage λ
+search; one exit code at the end.
 """
 
 import sys
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -24,8 +25,8 @@ ConfigStore.instance().store(group="hydra/sweeper", name="mlp", node=MlpSweeperC
 
 class MlpSweeper(Sweeper):
     def __init__(self) -> None:
-        self.config: Optional[DictConfig] = None
-        self.hydra_context: Optional[HydraContext] = None
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
         self.launcher = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -35,13 +36,14 @@ class MlpSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from mlp.cli import fail, write_json_atomic
         from mlp.errors import UserError
 
         try:
-            overrides = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(arguments)
-            if self.config.get("kind") == "search":
+            parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+            overrides = parser.parse_overrides(arguments)
+            if OmegaConf.select(self.config, "hydra.runtime.choices.search") is not None:
                 from mlp.sweep.search import run_search
 
                 returns = None

@@ -1,2 +1,2 @@
-"""Benchmark parts for `runners/benchmark.py`: each module measures one group of figures
+"""Benchmark parts for `mlp-bench`: each module measures one group of figures
 and returns table rows (mlp.bench.table.Row); nothing here asserts a speed."""

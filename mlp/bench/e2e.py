@@ -1,4 +1,4 @@
-"""End-to-end runs of runners/train.py in a child process: wall time and the child's peak RSS."""
+"""End-to-end runs of mlp-train in a child process: wall time and the child's peak RSS."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
 
 # The child reports its own high-water mark (VmHWM) at exit. ru_maxrss from wait4 would not do:
 # Linux carries it across execve, so it starts at the size of this (large) benchmark process.
@@ -23,18 +20,19 @@ def _report():
         f.write(str(kib))
 atexit.register(_report)
 sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name='__main__')
+runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)
 """
 
 
 def run_train(overrides: list[str]) -> dict:
-    """Run `python runners/train.py OVERRIDES` to completion; returns wall_s, peak_rss_gib and result.json."""
+    """Run `mlp-train OVERRIDES` to completion (from the current folder); returns wall_s,
+    peak_rss_gib and result.json."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as out:
         peak_file = Path(out) / "peak_kib"
-        cmd = [sys.executable, "-c", _PEAK_TRAMPOLINE, "runners/train.py", *overrides, f"hydra.run.dir={out}"]
+        cmd = [sys.executable, "-c", _PEAK_TRAMPOLINE, "mlp.commands.train", *overrides, f"hydra.run.dir={out}"]
         t0 = time.perf_counter()
         with open(Path(out) / "stderr.txt", "w+") as err:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
                                     env=dict(os.environ, MLP_BENCH_PEAK_FILE=str(peak_file)))
             _, status, _ = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - t0

@@ -12,9 +12,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -22,7 +21,6 @@ from threadpoolctl import threadpool_limits
 from mlp.bench import malloc
 from mlp.model import init_params
 from mlp.sgd import SGDStep, times_w1t, update_w1
-
 
 # Pause before each multi-threaded block: the implementations use three thread pools (NumPy's
 # OpenBLAS, SciPy's OpenBLAS, PyTorch's OpenMP) whose idle threads spin for a while after
@@ -65,6 +63,7 @@ def gemms_only(stepper: SGDStep, b: int, lam: float, eta: float) -> None:
     are whatever the buffers hold): the ceiling of any step around this BLAS, so the table
     shows how much of the gap to the GEMM peak is the GEMMs' own."""
     g, p = stepper.gemm, stepper.params
+    assert g is not None, "GEMMs-alone needs the fused (SciPy BLAS) step"
     x, s1, gh = stepper.x[:b + 1], stepper.s1[:b + 1], stepper.gh[:b + 1]
     s = stepper.scores_buffer(b)[0]
     alpha, beta = -eta / b, 1.0 - 2.0 * eta * lam
@@ -164,7 +163,7 @@ def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hid
     x_rows, y_rows, mean, std, order, starts, copy = w.x_rows, w.y_rows, w.mean, w.std, w.order, w.starts, w.params
     inv_std = 1.0 / std
 
-    impls: dict[str, Callable[[], None]] = {}
+    impls: dict[str, Callable[[], object]] = {}
     stepper = SGDStep(copy(), batch, mean, inv_std)   # exactly as mlp/train.py builds and calls it
     impls["project"] = lambda: [stepper.step(x_rows, y_rows, order[lo:lo + batch], lam, eta) for lo in starts]
     if extra and stepper.gemm is not None:
@@ -187,7 +186,7 @@ def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hid
         impls["pytorch"] = lambda: [tstep.step(tx, ty, order[lo:lo + batch], eta) for lo in starts]
 
     names = list(impls)
-    times = {k: [] for k in names}
+    times: dict[str, list[float]] = {k: [] for k in names}
     malloc.set_thresholds(malloc.RAISED)
     with threadpool_limits(limits=threads):
         for k in names:  # warm-up: caches, BLAS buffers, torch's first-call setup
@@ -201,7 +200,7 @@ def measure(dtype, threads: int, steps: int, repeats: int, batch: int = 100, hid
                 times[k].append(time.perf_counter() - t0)
     flops = step_flops(batch, x_rows.shape[1], hidden, n_classes)
     sps = {k: batch * steps / statistics.median(v) for k, v in times.items()}
-    ratios = {f"project/{k}": statistics.median(o / p for o, p in zip(times[k], times["project"]))
+    ratios = {f"project/{k}": statistics.median(o / p for o, p in zip(times[k], times["project"], strict=True))
               for k in names if k != "project"}
     gf = {k: flops * steps / statistics.median(v) / 1e9 for k, v in times.items()}
     return StepResult(dtype.name, threads, sps, ratios, gf, repeats, steps)
@@ -213,8 +212,7 @@ def plain_in_fresh_process(dtype, threads: int, steps: int, repeats: int) -> flo
     page-faulted in every step there, which no setting inside this process can undo."""
     code = ("import json, sys; from mlp.bench.steps import plain_blocks; "
             f"print(json.dumps(plain_blocks({np.dtype(dtype).name!r}, {threads}, {steps}, {repeats})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return statistics.median(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

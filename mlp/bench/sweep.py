@@ -68,8 +68,8 @@ def available() -> str | None:
 
 
 def measure(experiment: str, data: list[str]) -> dict:
-    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp_name:
+        tmp = Path(tmp_name)
         sweep_dir = tmp / "ray"
         cmd = [sys.executable, "runners/sweep.py", "-m", f"experiment={experiment}", *data,
                f"lambda={','.join(GRID)}", "seed=0", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={tmp / 'store'}",

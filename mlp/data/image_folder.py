@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -44,8 +44,9 @@ def _iter_archive(archive: Path) -> Iterator[tuple[tuple[str, ...], str, bytes]]
     try:
         with tarfile.open(archive, "r|gz") as tar:
             for member in tar:
-                if member.isfile():
-                    yield PurePosixPath(member.name).parts, f"{archive}:{member.name}", tar.extractfile(member).read()
+                f = tar.extractfile(member) if member.isfile() else None
+                if f is not None:
+                    yield PurePosixPath(member.name).parts, f"{archive}:{member.name}", f.read()
     except (tarfile.TarError, EOFError, OSError, Image.DecompressionBombError) as exc:
         raise UserError(f"{archive}: corrupted or truncated archive ({exc})") from None
 
@@ -59,7 +60,7 @@ def _iter_folder(folder: Path) -> Iterator[tuple[tuple[str, ...], str, bytes]]:
 def read(source: Path, permutation_seed: int) -> dict[str, np.ndarray]:
     """Decode every image; training images are put in a fixed seeded order so that
     'batch k' is simply the k-th block of 10,000 rows."""
-    entries = {s: [] for s in SPLITS}
+    entries: dict[str, list[tuple[int, str, np.ndarray]]] = {s: [] for s in SPLITS}
     files = _iter_archive(source) if source.is_file() else _iter_folder(source)
     for parts, where, raw in files:
         hit = _classify(parts, where)
@@ -70,7 +71,8 @@ def read(source: Path, permutation_seed: int) -> dict[str, np.ndarray]:
     out = {}
     for split in SPLITS:
         if not entries[split]:
-            raise UserError(f"{source}: no images under {split}/<class>/ (expected {split}/airplane/..., {split}/truck/...)")
+            raise UserError(f"{source}: no images under {split}/<class>/ "
+                            f"(expected {split}/airplane/..., {split}/truck/...)")
         entries[split].sort(key=lambda e: (e[0], e[1]))
         labels = np.array([e[0] for e in entries[split]], dtype=np.uint8)
         pixels = np.stack([e[2] for e in entries[split]])  # (N, 32, 32, 3)

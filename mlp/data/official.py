@@ -64,7 +64,10 @@ def read_archive(archive: Path) -> dict[str, np.ndarray]:
             for name in TRAIN_FILES + (TEST_FILE,):
                 if name not in members:
                     raise UserError(f"{archive}: archive has no {name}")
-                parts[name] = parse_batch(tar.extractfile(members[name]).read(), f"{archive}:{name}")
+                member = tar.extractfile(members[name])
+                if member is None:
+                    raise UserError(f"{archive}: {name} is not a regular file")
+                parts[name] = parse_batch(member.read(), f"{archive}:{name}")
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise UserError(f"{archive}: corrupted or truncated archive ({exc})") from None
     train_x, train_y = _stack([parts[n] for n in TRAIN_FILES])

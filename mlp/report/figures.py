@@ -4,15 +4,14 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import (
+    Figure,  # Figure objects render with Agg; pyplot (and a GUI) is never loaded
+)
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from mlp.cli import write_atomic  # noqa: E402
-from mlp.schedule import cyclic_eta  # noqa: E402
+from mlp.cli import write_atomic
+from mlp.schedule import cyclic_eta
 
 DPI = 110
 COLORS = {"train": "tab:blue", "val": "tab:orange", "coarse": "tab:blue", "fine": "tab:green"}
@@ -56,7 +55,7 @@ def history_figure(histories: list[list[dict]], title: str) -> Figure:
     stats = df.groupby("step").agg(["mean", "std"]).sort_index()
     fig = Figure(figsize=(13, 3.9))
     axes = fig.subplots(1, 3)
-    for ax, (metric, ylabel) in zip(axes, PANELS):
+    for ax, (metric, ylabel) in zip(axes, PANELS, strict=True):
         for split, label in (("train", "training"), ("val", "validation")):
             col = f"{split}_{metric}"
             mean, std = stats[(col, "mean")], stats[(col, "std")]

@@ -8,13 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from mlp.version import RESULT_VERSION
 from mlp.sweep.store import is_placement_key
+from mlp.version import RESULT_VERSION
 
 RESULT_NAME = "result.json"
 SEARCH_NAME = "lambda_search.json"
@@ -140,22 +142,22 @@ def _row(path: str, r: dict) -> dict:
 
 
 def _display(path: Path, base: Path | None) -> str:
-    """Paths relative to base when below it, so the report does not depend on where it was run from."""
-    p = path.resolve()
-    if base is not None and p.is_relative_to(base.resolve()):
-        return p.relative_to(base.resolve()).as_posix()
-    return p.as_posix()
+    """Paths relative to base (the folder the report runs from), never absolute: the report does
+    not name this machine's folders."""
+    return Path(os.path.relpath(path.resolve(), (base or Path.cwd()).resolve())).as_posix()
 
 
-def gather(roots: list[Path], exclude: list[Path] = (), base: Path | None = None) -> Gathered:
+def gather(roots: list[Path], exclude: Sequence[Path] = (), base: Path | None = None) -> Gathered:
     """Read every result below roots; unusable files become (path, reason) problems, never errors."""
-    results, rows, problems = {}, [], []
+    results: dict[str, dict] = {}
+    rows: list[dict] = []
+    problems: list[tuple[str, str]] = []
     for path in _files(roots, RESULT_NAME, list(exclude)):
         shown = _display(path, base)
         obj, err = _load(path)
         err = err or _check(obj, path)
-        if err:
-            problems.append((shown, err))
+        if err or obj is None:
+            problems.append((shown, err or "empty"))
             continue
         try:
             rows.append(_row(shown, obj))
@@ -173,8 +175,8 @@ def gather(roots: list[Path], exclude: list[Path] = (), base: Path | None = None
         obj, err = _load(path)
         if err is None and not (isinstance(obj, dict) and _finite(obj.get("chosen_lambda"))):
             err = "no numeric 'chosen_lambda'"
-        if err:
-            problems.append((shown, err))
+        if err or obj is None:
+            problems.append((shown, err or "empty"))
             continue
         searches.append({**obj, "_path": shown})
     reproductions = []

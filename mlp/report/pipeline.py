@@ -4,6 +4,7 @@ Kept apart from running them so the commands can be checked without training any
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from dataclasses import dataclass
@@ -11,10 +12,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from mlp.cli import conf_file
 from mlp.errors import UserError
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-PROFILES = ROOT / "conf" / "reproduce"
+PROFILES = conf_file("reproduce")
 # Keys the pipeline sets itself for each step; a user override of them would break the plan.
 RESERVED = ("experiment", "seed", "lambda", "hydra.sweep.dir", "hydra.mode")
 
@@ -36,36 +37,35 @@ def profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES.glob("*.yaml"))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are the project's one-line UserError (exit 2 via the caller)."""
+
+    def error(self, message: str):
+        raise UserError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mlp-reproduce", description="Reproduce the study, then its report.")
+    p.add_argument("--profile", default="full", help="conf/reproduce/<profile>.yaml (default full)")
+    p.add_argument("--quick", "-q", dest="profile", action="store_const", const="quick", help="--profile quick")
+    p.add_argument("--runs-dir", default=None, help="where the runs go (default: the profile's runs_dir_<data>)")
+    p.add_argument("--report-dir", default=None, help="where the report goes (default: the profile's)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides passed to every sweep")
+    return p
+
+
 def split_args(argv: list[str]) -> tuple[str, list[str], dict]:
-    """(profile, overrides passed to every sweep, options) from reproduce.py's command line."""
-    profile, overrides, opts = "full", [], {"runs_dir": None, "report_dir": None}
-    it = iter(argv)
-    for a in it:
-        if a in ("--quick", "-q"):
-            profile = "quick"
-        elif a.startswith("profile="):
-            profile = a.split("=", 1)[1]
-        elif a in ("--runs-dir", "--report-dir"):
-            try:
-                opts[a[2:].replace("-", "_")] = next(it)
-            except StopIteration:
-                raise UserError(f"{a} needs a folder") from None
-        elif a.startswith(("--runs-dir=", "--report-dir=")):
-            key, value = a[2:].split("=", 1)
-            opts[key.replace("-", "_")] = value
-        elif a.startswith("-"):
-            raise UserError(f"unknown option {a} (allowed: --quick, profile=NAME, --runs-dir DIR, --report-dir DIR, "
-                            "and key=value overrides for the sweeps)")
-        elif "=" not in a:
+    """(profile, overrides passed to every sweep, options) from mlp-reproduce's command line."""
+    args = parser().parse_args(argv)
+    for a in args.overrides:
+        if "=" not in a:
             raise UserError(f"cannot read argument {a!r} (expected key=value)")
-        else:
-            key = a.split("=", 1)[0].lstrip("+~")
-            if key in RESERVED:
-                raise UserError(f"{key}= is set by reproduce.py for each step (not allowed: {', '.join(RESERVED)})")
-            overrides.append(a)
-    if profile not in profiles():
-        raise UserError(f"unknown profile '{profile}' (allowed: {', '.join(profiles())})")
-    return profile, overrides, opts
+        key = a.split("=", 1)[0].lstrip("+~")
+        if key in RESERVED:
+            raise UserError(f"{key}= is set by mlp-reproduce for each step (not allowed: {', '.join(RESERVED)})")
+    if args.profile not in profiles():
+        raise UserError(f"unknown profile '{args.profile}' (allowed: {', '.join(profiles())})")
+    return args.profile, list(args.overrides), {"runs_dir": args.runs_dir, "report_dir": args.report_dir}
 
 
 def data_tag(overrides: list[str]) -> str:
@@ -92,7 +92,7 @@ def make_plan(argv: list[str], base: Path) -> Plan:
     c, s, f = prof.checks, prof.search, prof.final
     checks = ["-m", "experiment=" + ",".join(c.experiments), seeds(c), f"hydra.sweep.dir={runs / 'checks'}",
               *c.overrides, *user]
-    search = ["experiment=lambda_search", seeds(s), f"hydra.sweep.dir={runs / 'lambda_search'}", *s.overrides, *user]
+    search = ["search=lambda", seeds(s), f"hydra.sweep.dir={runs / 'lambda_search'}", *s.overrides, *user]
     final = ["-m", "experiment=final", seeds(f), f"hydra.sweep.dir={runs / 'final'}", *f.overrides, *user]
     return Plan(profile, runs, report, checks, search, final)
 

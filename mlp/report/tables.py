@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,7 +111,7 @@ def train_table(name: str, runs: pd.DataFrame, results: dict, chosen: float | No
 def gradcheck_table(runs: pd.DataFrame, results: dict) -> Table:
     """One row per (dtype, case, parameter); n counts the seeds it was checked with."""
     recs = []
-    for path, seed, group in zip(runs["path"], runs["seed"], runs["group"]):
+    for path, seed, group in zip(runs["path"], runs["seed"], runs["group"], strict=True):
         r = results[path]
         for ci, (case, c) in enumerate(r["gradcheck"].items()):
             for pi, (param, stats) in enumerate(c["params"].items()):
@@ -142,7 +143,7 @@ def chosen_lambda(searches: list[dict], tables: list[Table]) -> tuple[float | No
 
 # ---------------------------------------------------------------- Markdown rendering
 
-def _fmt_value(col: str, v) -> str:
+def _fmt_value(col: str, v: Any) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "—"
     if isinstance(v, (bool, np.bool_)):
@@ -158,7 +159,7 @@ def _fmt_value(col: str, v) -> str:
     if col == "lambda":
         return f"{v:.4g}"
     if isinstance(v, (float, np.floating)):
-        return f"{int(v)}" if float(v).is_integer() and abs(v) < 1e12 else f"{v:.4g}"
+        return f"{int(v)}" if float(v).is_integer() and abs(float(v)) < 1e12 else f"{v:.4g}"
     return str(v)
 
 

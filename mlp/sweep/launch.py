@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
@@ -22,6 +23,7 @@ from mlp.cli import absolutize_paths, compose_error, write_json_atomic
 from mlp.errors import UserError
 from mlp.sweep import ray_session
 from mlp.sweep.data_ship import DataShipper, size_object_store
+from mlp.sweep.job_folder import write_job_folder
 from mlp.sweep.ray_options import remote_options
 from mlp.sweep.progress import Progress
 from mlp.sweep.results import make_row, write_csv_atomic
@@ -94,7 +96,7 @@ class SweepRunner:
             check_config(task_cfg)
         except UserError as exc:
             raise UserError(f"{exc} (job {num}: {' '.join(overrides)})") from None
-        plain = OmegaConf.to_container(task_cfg, resolve=True)
+        plain = cast(dict, OmegaConf.to_container(task_cfg, resolve=True))
         return Job(num, list(overrides), plain, cfg, config_hash(plain), subdir, stage)
 
     def _note_swept(self, jobs: list[Job]) -> None:
@@ -200,6 +202,7 @@ class SweepRunner:
         """Write the job's files (result.json or failed.json, results.csv) and build its JobReturn."""
         result = dict(result)
         job_dir = self.sweep_dir / job.subdir
+        write_job_folder(job_dir, job.composed, result.pop("log", None))  # .hydra/*.yaml, job.log
         result.update(config_hash=job.key, sweep_job={"num": job.num, "overrides": job.overrides,
                                                      "stage": job.stage, "sweep_dir": str(self.sweep_dir)})
         if "task_started_at" in result and status != "cached":

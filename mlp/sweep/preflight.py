@@ -11,16 +11,17 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 
-from mlp.cli import CONF_DIR, check_groups, compose_error
+from mlp.cli import CONF_MODULE, check_groups, compose_error
 from mlp.errors import UserError
+from mlp.tracking import check_trackers
 
-GROUPS = ("experiment", "data", "launcher")
+GROUPS = ("experiment", "data", "launcher", "search", "tracking")
 INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "version")
 
 
 def preflight(argv: list[str], config_name: str):
     """Check argv; returns the composed primary config (None for Hydra's --help/--cfg/... paths)."""
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     args, _ = get_args_parser().parse_known_args(argv)
@@ -31,9 +32,11 @@ def preflight(argv: list[str], config_name: str):
     except Exception as exc:
         raise UserError(f"cannot parse overrides: {str(exc).strip().splitlines()[0]}") from None
     check_groups(parsed, GROUPS)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
         try:
-            return GlobalHydra.instance().config_loader().load_configuration(
+            primary = GlobalHydra.instance().config_loader().load_configuration(
                 config_name=config_name, overrides=list(args.overrides), run_mode=RunMode.MULTIRUN)
         except Exception as exc:
             raise UserError(compose_error(exc)) from None
+    check_trackers(primary)  # +tracking=...: its package installed, its store reachable
+    return primary

@@ -28,8 +28,9 @@ class Progress:
         ran = finished - self.cached
         left = self.total - finished
         eta = "?" if ran == 0 else _clock(elapsed / ran * left)
+        eta = eta if left else "0:00:00"
         return (f"[{self.label}] {finished}/{self.total} finished ({self.done} ok incl. {self.cached} cached, "
-                f"{self.failed} failed), {self.running} running, elapsed {_clock(elapsed)}, ETA {eta if left else '0:00:00'}")
+                f"{self.failed} failed), {self.running} running, elapsed {_clock(elapsed)}, ETA {eta}")
 
     def show(self, force: bool = False) -> None:
         if not self.enabled:

@@ -21,12 +21,10 @@ from mlp.errors import UserError
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 CODE_EXCLUDES = ["__pycache__/", "*.pyc"]
 WORKING_DIR_EXCLUDES = ["outputs/", "data/", ".git/", ".venv/", "*.egg-info/", "__pycache__/"]
-RESERVED_INIT = {"address": "sweep.ray.address"}
-RESERVED_REMOTE = {
-    "num_cpus": "sweep.cpus_per_job",
-    "max_retries": "sweep.max_retries",
-    "retry_exceptions": "sweep.max_retries",
-}
+RESERVED_INIT = {"address": "use sweep.ray.address",
+                 "dashboard_host": "the local instance stays on loopback: docs/security.md"}
+RESERVED_REMOTE = {"num_cpus": "use sweep.cpus_per_job", "max_retries": "use sweep.max_retries",
+                   "retry_exceptions": "use sweep.max_retries"}
 
 
 def _plain(node, where: str) -> dict:
@@ -42,7 +40,7 @@ def _plain(node, where: str) -> dict:
 def _check_reserved(options: dict, reserved: dict, where: str) -> None:
     for key, instead in reserved.items():
         if key in options:
-            raise UserError(f"{where}.{key} is set by the sweep; use {instead} instead")
+            raise UserError(f"{where}.{key} is set by the sweep ({instead})")
 
 
 def code_runtime_env(ray_cfg) -> dict:

@@ -3,21 +3,30 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from mlp.errors import UserError
 from mlp.sweep.ray_options import init_kwargs
 
 GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
+LOOPBACK = "127.0.0.1"
+# Ray's documented environment variables, read when Ray is imported (and inherited by the
+# processes ray.init starts). The private instance sets RAY_AUTH_MODE, RAY_AUTH_TOKEN and
+# SINGLE_NODE; a cluster join may set RAY_AUTH_MODE. See docs/security.md.
+AUTH_MODE, AUTH_TOKEN, AUTH_TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
+SINGLE_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": single node, whose address is loopback
 
 
-def _probe(address: str, timeout_s: float) -> bool:
+def _probe(address: str, timeout_s: float, token: str | None = None) -> bool:
     """Ask host:port for its cluster id over gRPC, so a dead or non-Ray address fails in seconds
-    (ray.init would retry for ~20 s, logging a line per second). True: the cluster wants a token."""
+    (ray.init would retry for ~20 s, logging a line per second). True: the cluster refused the
+    call for want of a token (or, given one, for a wrong one)."""
     import grpc
 
     target = address.split("://", 1)[-1]
@@ -27,7 +36,8 @@ def _probe(address: str, timeout_s: float) -> bool:
     channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
     call = channel.unary_unary(GCS_PROBE, request_serializer=lambda b: b, response_deserializer=lambda b: b)
     try:
-        call(b"", timeout=timeout_s)
+        metadata = [("authorization", f"Bearer {token}")] if token else None
+        call(b"", timeout=timeout_s, metadata=metadata)
     except grpc.RpcError as exc:
         if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
             return True
@@ -38,20 +48,106 @@ def _probe(address: str, timeout_s: float) -> bool:
     return False
 
 
-def _use_token_auth(address: str) -> None:
-    """The cluster wants a token (Ray's default for clusters it starts). ray.init only picks the
-    token up by itself for address=auto, so switch token mode on when one is available here."""
-    if os.environ.get("RAY_AUTH_MODE"):
+def _use_token_auth(address: str, timeout_s: float = 5.0) -> None:
+    """The cluster wants a token: take the one where Ray looks (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH,
+    ~/.ray/auth_token), check the cluster accepts it (a wrong one fails in seconds, in one line)
+    and switch this driver to token mode by Ray's documented RAY_AUTH_MODE, which Ray reads when
+    it is imported (ray.init turns it on by itself only for address=auto)."""
+    found = _find_token()
+    if found is None:
+        raise UserError(f"the Ray cluster at {address} requires token authentication and no token "
+                        f"was found (copy the head's `ray get-auth-token` into ~/.ray/auth_token "
+                        f"or RAY_AUTH_TOKEN)")
+    token, where = found
+    if _probe(address, timeout_s, token):
+        raise UserError(f"the Ray cluster at {address} refused the token in {where} "
+                        f"(it needs the head's `ray get-auth-token`)")
+    if os.environ.get(AUTH_MODE, "").lower() == "token":
         return
+    if "ray" in sys.modules:
+        raise UserError(f"the Ray cluster at {address} requires token authentication, and Ray was "
+                        f"imported before the sweep could switch it on: set {AUTH_MODE}=token in "
+                        f"the environment")
+    os.environ[AUTH_MODE] = "token"
+
+
+def _find_token() -> tuple[str, str] | None:
+    """The token Ray would use and where it is, in Ray's documented order; kept in memory only."""
+    if os.environ.get(AUTH_TOKEN, "").strip():
+        return os.environ[AUTH_TOKEN].strip(), AUTH_TOKEN
+    path = Path(os.environ.get(AUTH_TOKEN_PATH) or Path.home() / ".ray" / "auth_token").expanduser()
     try:
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth
-        from ray._raylet import AuthenticationTokenLoader
-    except ImportError:  # a Ray without token auth
+        token = path.read_text().strip()
+    except OSError:
+        return None
+    return (token, str(path)) if token else None
+
+
+def _refuse_unauthenticated(address: str, ray_cfg) -> None:
+    """A cluster without token authentication runs anyone's code who reaches its ports: join it
+    only when the user says so (sweep.ray.allow_insecure=true), and then say so on stderr."""
+    if not bool(ray_cfg.get("allow_insecure", False)):
+        raise UserError(f"the Ray cluster at {address} does not require token authentication "
+                        f"(anyone who reaches its ports can run code on it): restart it with "
+                        f"RAY_AUTH_MODE=token (docs/security.md), or set "
+                        f"sweep.ray.allow_insecure=true to use it anyway")
+    print(f"warning: joining the Ray cluster at {address} without token authentication "
+          f"(sweep.ray.allow_insecure=true)", file=sys.stderr)
+
+
+def _check_cluster_before_joining(address: str, ray_cfg) -> None:
+    """host:port is asked over gRPC before ray.init (fails fast, and tells whether it wants a
+    token); `auto` is checked right after joining (_check_joined_cluster); a Ray Client address
+    cannot be checked, so it counts as unauthenticated."""
+    if address == "auto":
         return
-    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
-        raise UserError(f"the Ray cluster at {address} requires token authentication and no token was found "
-                        f"(copy the head's `ray get-auth-token` into ~/.ray/auth_token or RAY_AUTH_TOKEN)")
-    _enable_token_auth()
+    if address.startswith("ray://"):
+        _refuse_unauthenticated(address, ray_cfg)
+        return
+    if _probe(address, float(ray_cfg.connect_timeout_s)):
+        _use_token_auth(address, float(ray_cfg.connect_timeout_s))
+    else:
+        _refuse_unauthenticated(address, ray_cfg)
+
+
+def _check_joined_cluster(address: str, ray_cfg) -> None:
+    """After ray.init(address="auto"): ask the GCS it found, without a token, whether it wants one;
+    leave (before any job is submitted) if it does not and that is not allowed."""
+    import ray
+
+    gcs = ray.get_runtime_context().gcs_address
+    try:
+        if not _probe(gcs, float(ray_cfg.connect_timeout_s)):
+            _refuse_unauthenticated(f"{gcs} (address={address})", ray_cfg)
+    except UserError:
+        ray.shutdown()
+        raise
+
+
+def _private_instance_env() -> None:
+    """Configure the private instance before Ray is imported: single-node, so every process binds
+    to loopback, and token authentication with a fresh token of this sweep's own, held only in
+    this process's environment (inherited by the instance's processes, never written to a file).
+    A second start in the same process keeps the first token: the driver's Ray has cached it."""
+    wanted = {SINGLE_NODE: "0", AUTH_MODE: "token"}
+    if "ray" in sys.modules:
+        if all(os.environ.get(k) == v for k, v in wanted.items()) and os.environ.get(AUTH_TOKEN):
+            return
+        raise UserError("the sweep's private Ray instance must be configured before Ray is "
+                        "imported (loopback only, token authentication), and this process imported "
+                        "Ray earlier: run the sweep in a fresh process (runners/sweep.py)")
+    os.environ.update(wanted)
+    os.environ[AUTH_TOKEN] = secrets.token_hex(32)
+
+
+def _check_loopback() -> None:
+    """The private instance's node address (what its processes bind to) must be loopback."""
+    import ray
+
+    ip = ray.util.get_node_ip_address()
+    if not ip.startswith("127."):
+        ray.shutdown()
+        raise UserError(f"the sweep's private Ray instance started on {ip}, not on loopback")
 
 
 class _EarlyStart(threading.Thread):
@@ -77,6 +173,7 @@ class _EarlyStart(threading.Thread):
         self.ready.wait()
         if self.error is not None:
             raise self.error
+        assert self.info is not None
         return self.info
 
 
@@ -125,31 +222,38 @@ def connect(ray_cfg) -> dict:
 
 def _connect(ray_cfg) -> dict:
     start, began_at = time.perf_counter(), time.time()
+    address = str(ray_cfg.address or "local")
+    if address.startswith(("http://", "https://")):
+        raise UserError(f"sweep.ray.address={address} is a dashboard/job-submission URL; give the "
+                        f"cluster's host:port (e.g. 127.0.0.1:6379), or submit the sweep with "
+                        f"`ray job submit`")
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return {"address": address, "start_s": 0.0, "local": False, "began_at": began_at}
+    # Ray reads its settings when imported: the checks below set them first.
+    if address == "local":
+        _private_instance_env()
+    else:
+        _check_cluster_before_joining(address, ray_cfg)
     import ray
 
-    address = str(ray_cfg.address or "local")
     level = getattr(logging, str(ray_cfg.logging_level).upper(), logging.ERROR)
     for name in ("ray", "ray._private.authentication.authentication_token_setup"):
         logging.getLogger(name).setLevel(level)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    common = dict(logging_level=level, log_to_driver=bool(ray_cfg.log_to_driver), configure_logging=True)
-    if address.startswith(("http://", "https://")):
-        raise UserError(f"sweep.ray.address={address} is a dashboard/job-submission URL; give the cluster's "
-                        f"host:port (e.g. 127.0.0.1:6379), or submit the sweep with `ray job submit`")
-    if ray.is_initialized():
-        return {"address": address, "start_s": 0.0, "local": False, "began_at": began_at}
+    common: dict[str, Any] = dict(logging_level=level, log_to_driver=bool(ray_cfg.log_to_driver),
+                                  configure_logging=True)
     try:
         if address == "local":
-            kwargs = dict(include_dashboard=False,
+            kwargs: dict[str, Any] = dict(include_dashboard=False, dashboard_host=LOOPBACK,
                           object_store_memory=int(ray_cfg.object_store_mb) * 1024 ** 2)
             if ray_cfg.num_cpus is not None:
                 kwargs["num_cpus"] = int(ray_cfg.num_cpus)
             ray.init(address="local", **init_kwargs(ray_cfg, {**kwargs, **common}, joining=False))
+            _check_loopback()
         else:
-            if address != "auto" and not address.startswith("ray://"):
-                if _probe(address, float(ray_cfg.connect_timeout_s)):
-                    _use_token_auth(address)
             ray.init(address=address, **init_kwargs(ray_cfg, common, joining=True))
+            if address == "auto":
+                _check_joined_cluster(address, ray_cfg)
     except UserError:
         raise
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError from ray.init

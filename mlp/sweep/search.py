@@ -44,7 +44,7 @@ def split_overrides(overrides) -> tuple[list[str], list[int] | None]:
         elif key.split(".")[0] in CONSUMED:
             continue
         elif ov.is_sweep_override():
-            raise UserError(f"{key} cannot be swept inside experiment=lambda_search (only seed=a,b,...)")
+            raise UserError(f"{key} cannot be swept inside search=lambda (only seed=a,b,...)")
         else:
             base.append(f"{ov.get_key_element()}={ov.get_value_element_as_str()}")
     return base, seeds

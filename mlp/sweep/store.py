@@ -13,7 +13,7 @@ from mlp.cli import write_json_atomic
 from mlp.version import NUMERICS_VERSION, RESULT_VERSION
 
 # Keys that say how or where a job runs, not what it computes (the report groups runs by the same rule).
-PLACEMENT_KEYS = ("sweep", "hydra", "train.blas_threads", "data.cache_dir")
+PLACEMENT_KEYS = ("sweep", "hydra", "paths", "train.blas_threads", "data.cache_dir")
 IGNORED_KEYS = tuple(tuple(key.split(".")) for key in PLACEMENT_KEYS)
 
 

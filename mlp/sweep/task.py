@@ -13,6 +13,7 @@ import traceback
 from omegaconf import OmegaConf
 
 from mlp.experiment import run_experiment  # imported when Ray loads this function, once per worker
+from mlp.sweep.capture import captured_output
 from mlp.sweep.data_ship import unpack
 
 
@@ -22,15 +23,18 @@ def mlp_sweep_job(cfg: dict, data: dict | None = None) -> dict:
     data: the arrays the driver shipped through Ray's object store (mlp.sweep.data_ship), read
     zero-copy; None (sweep.data=path) loads cfg.data here, as the single-run CLI does."""
     started_at, t0 = time.time(), time.perf_counter()
-    try:
-        raw = None if data is None else unpack(data)
-        result = run_experiment(OmegaConf.create(cfg), raw=raw)
-        result["status"] = "ok"
-    except Exception as exc:  # recorded, not raised: the other jobs go on
-        first = (str(exc).strip().splitlines() or [""])[0]
-        result = {"status": "failed", "error": f"{type(exc).__name__}: {first}",
-                  "traceback": traceback.format_exc(), "config": cfg,
-                  "experiment": cfg.get("name"), "seed": cfg.get("seed"), "lambda": cfg.get("lambda")}
+    with captured_output() as log:  # the job's stdout/stderr: returned as result["log"] (job.log)
+        try:
+            raw = None if data is None else unpack(data)
+            result = run_experiment(OmegaConf.create(cfg), raw=raw)
+            result["status"] = "ok"
+        except Exception as exc:  # recorded, not raised: the other jobs go on
+            first = (str(exc).strip().splitlines() or [""])[0]
+            result = {"status": "failed", "error": f"{type(exc).__name__}: {first}",
+                      "traceback": traceback.format_exc(), "config": cfg,
+                      "experiment": cfg.get("name"), "seed": cfg.get("seed"), "lambda": cfg.get("lambda")}
+            traceback.print_exc()
+    result["log"] = log.text
     result.update(_where())
     result["task_started_at"] = started_at
     result["task_wall_s"] = time.perf_counter() - t0
