@@ -65,7 +65,7 @@ class SweepRunner:
         check_settings(self.settings)
         size_object_store(master)
         self.shipper = DataShipper(self.settings.data)
-        self.remote_options = remote_options(self.settings)  # checked before any job starts
+        remote_options(self.settings)  # bad keys: one line before Ray starts
         self.cwd = Path.cwd()
         self.sweep_dir = (self.cwd / str(master.hydra.sweep.dir)).resolve()
         self.store = ResultStore((self.cwd / str(self.settings.store)).expanduser().resolve())
@@ -158,7 +158,7 @@ class SweepRunner:
 
         cpus = float(self.settings.cpus_per_job)
         remote = ray.remote(mlp_sweep_job).options(num_cpus=cpus, max_retries=int(self.settings.max_retries),
-                                                   retry_exceptions=False, **self.remote_options)
+                                                   retry_exceptions=False, **remote_options(self.settings))
         slots = max(1, int(ray_session.cluster_cpus() // cpus))
         pending = {}
         for job in todo:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -108,11 +109,15 @@ def init_kwargs(ray_cfg, ours: dict, joining: bool) -> dict:
 
 
 def remote_options(settings) -> dict:
-    """sweep.ray.remote, checked by Ray's own `.options()` before any task is submitted."""
-    import ray
-
+    """sweep.ray.remote, checked by Ray's own `.options()` once Ray is imported (importing it
+    earlier would fix Ray's auth settings before ray_session sets them): the launcher calls this
+    before composing jobs (shape and reserved keys) and again before submitting any task."""
     options = _plain(settings.ray.get("remote"), "sweep.ray.remote")
     _check_reserved(options, RESERVED_REMOTE, "sweep.ray.remote")
+    if "ray" not in sys.modules:
+        return options
+    import ray
+
     try:
         ray.remote(_noop).options(**options)
     except (ValueError, TypeError) as exc:
