@@ -40,11 +40,7 @@ def run_experiment(cfg: DictConfig, raw: RawData | None = None) -> dict:
         raw = load_raw(cfg.data) if raw is None else raw
         ds = build_dataset(raw, cfg.split, int(cfg.data.batch_size))
         check_data_fits(cfg, len(ds.train))
-        result = {"version": RESULT_VERSION, "experiment": cfg.name, "seed": cfg.seed,
-                  "lambda": float(cfg["lambda"]), "dtype": cfg.dtype,
-                  "data_source": ds.source, "synthetic": ds.synthetic,
-                  "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test),
-                  "host": platform.node(), "load_s": raw.load_s}
+        result = result_header(cfg, ds, raw.load_s)
         if cfg.kind == "gradcheck":
             result.update(_gradcheck(cfg, ds))
         else:
@@ -54,12 +50,30 @@ def run_experiment(cfg: DictConfig, raw: RawData | None = None) -> dict:
     return result
 
 
-def _train(cfg: DictConfig, ds) -> dict:
-    dtype = np.dtype(cfg.dtype)
-    lam = float(cfg["lambda"])
+def result_header(cfg: DictConfig, ds, load_s: float) -> dict:
+    """The fields every result starts with (also each job of a bundle, mlp.bundle_run)."""
+    return {"version": RESULT_VERSION, "experiment": cfg.name, "seed": cfg.seed,
+            "lambda": float(cfg["lambda"]), "dtype": cfg.dtype,
+            "data_source": ds.source, "synthetic": ds.synthetic,
+            "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test),
+            "host": platform.node(), "load_s": load_s}
+
+
+def initial_params(cfg: DictConfig, ds) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([cfg.seed, 0])  # initialisation stream
-    params = init_params(ds.train.x.shape[1], cfg.model.hidden, cfg.model.n_classes, rng, dtype)
+    return init_params(ds.train.x.shape[1], cfg.model.hidden, cfg.model.n_classes, rng,
+                       np.dtype(cfg.dtype))
+
+
+def _train(cfg: DictConfig, ds) -> dict:
+    lam = float(cfg["lambda"])
+    params = initial_params(cfg, ds)
     run = train(ds, params, cfg.train, lam, cfg.seed)
+    return train_result(run, params, ds, lam)
+
+
+def train_result(run: dict, params: dict[str, np.ndarray], ds, lam: float) -> dict:
+    """A trained model's result fields: its run's history and timings, final and test metrics."""
     last = run["history"][-1]
     test = evaluate(params, ds.test, ds.mean, ds.inv_std, lam)
     return {"history": run["history"], "n_s": run["n_s"], "steps": run["steps"],

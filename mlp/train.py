@@ -31,7 +31,10 @@ def total_steps(train_cfg, n_train: int, n_s: int | None) -> int:
 
 
 def record_steps(train_cfg, steps: int, n_s: int | None) -> list[int]:
-    """Step 0, every record_every steps (default: record_points_per_cycle per cycle), and the end."""
+    """Step 0, every record_every steps (default: record_points_per_cycle per cycle), and the end;
+    train.record=final: the end only (a search job reads only its final metrics)."""
+    if train_cfg.get("record", "curve") == "final":
+        return [steps]
     every = train_cfg.record_every
     if every is None:
         period = 2 * n_s if n_s else steps
@@ -68,7 +71,8 @@ def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, see
     # η for every step at once (the schedule is vectorised): one scalar NumPy call per step was ~1.5% of a step
     etas = np.broadcast_to(eta_at(np.arange(steps)), (steps,)).tolist()
     start = time.perf_counter()
-    record(0)
+    if 0 in marks:
+        record(0)
     t = 0
     while t < steps:
         order = rng.permutation(n)

@@ -6,6 +6,7 @@ from mlp.errors import UserError
 DTYPES = ("float64", "float32")
 KINDS = ("train", "gradcheck")
 SCHEDULES = ("cyclic", "constant")
+RECORDS = ("curve", "final")
 
 
 def _positive_int(value, key: str) -> None:
@@ -42,6 +43,8 @@ def check_config(cfg) -> None:
             raise UserError(f"train.eta={t.eta} must be > 0")
         _positive_int(t.epochs, "train.epochs")
     _positive_int(t.record_points_per_cycle, "train.record_points_per_cycle")
+    if t.get("record", "curve") not in RECORDS:
+        raise UserError(f"train.record={t.record!r} is not allowed (allowed: {', '.join(RECORDS)})")
     if t.record_every is not None:
         _positive_int(t.record_every, "train.record_every")
     if t.blas_threads is not None:

@@ -19,11 +19,11 @@ import tempfile
 from pathlib import Path
 
 from mlp.bench import data as bdata
-from mlp.bench import e2e, peak, steps, sweep
+from mlp.bench import bundle, e2e, peak, steps, sweep
 from mlp.bench.machine import machine_line
 from mlp.bench.table import Row, as_text, write
 
-PARTS = ("peak", "step", "data", "train", "sweep")
+PARTS = ("peak", "step", "data", "train", "sweep", "bundle")
 QUICK_PARTS = ("peak", "step", "data")
 NAN = float("nan")
 # The team's shared archive, relative to the repository (the folder mlp-bench runs from), like
@@ -155,12 +155,58 @@ def run(argv: list[str] | None = None) -> int:
         part_train(args, rows)
     if "sweep" in args.parts:
         sweep.part_sweep(args, rows)
+    if "bundle" in args.parts:
+        part_bundle(args, rows)
     header = (f"Command: `{command.strip()}`  \nDate: {now:%Y-%m-%d %H:%M} UTC  \nMachine: {machine}")
     stem = f"{now:%Y-%m-%d}" + ("-quick" if args.quick else "") + (f"-{args.tag}" if args.tag else "")
     csv_path, md_path = write(rows[1:], args.out, stem, header)
     print(as_text(rows[1:]))
     print(f"wrote {csv_path} and {md_path}")
     return 0
+
+
+def part_bundle(args, rows: list[Row]) -> None:
+    """Bundle of k vs k separate steps and vs its GEMMs alone (1 thread, interleaved blocks); a
+    search job's time split; the coarse search stage today's way vs the new defaults (not quick)."""
+    ks = (1, 2, 4) if args.quick else bundle.KS
+    for dtype in args.dtypes:
+        for k in ks:
+            r = bundle.measure(dtype, k, args.steps, args.repeats,
+                               n_rows=2000 if args.quick else 10_000)
+            label = f"k = {k}, {dtype}, 1 thread"
+            rows.append(Row("bundle", f"bundle step, {label}", r.per_model["bundle"],
+                            "samples/s per model", f"bundle {r.gflops['bundle']:.1f} GFLOP/s; "
+                            f"its GEMMs alone {r.gflops['GEMMs-alone']:.1f}"))
+            rows.append(Row("bundle", f"{k} separate steps, {dtype}, 1 thread",
+                            r.per_model["separate"], "samples/s per model",
+                            f"{r.gflops['separate']:.1f} GFLOP/s"))
+            for name, ratio in r.ratios.items():
+                rows.append(Row("bundle", f"ratio {name}, {label}", ratio, "×",
+                                f"median of {r.repeats} interleaved blocks of {r.steps} steps"))
+    data = (["data=synthetic", "data.n_train=4000", "data.n_test=1000", "data.batch_size=800",
+             "split.val_holdout=500", "train.n_s=10"] if args.quick
+            else ["data=cifar10_jpeg", f"data.root={args.archive.resolve()}"])
+    k = 3
+    for variant, parts in bundle.job_split(data, k).items():
+        note = ", ".join(f"{key} {v:.2f} s" for key, v in parts.items() if key != "wall")
+        rows.append(Row("bundle", f"search job (lambda_coarse, 3 cycles), {variant}", parts["wall"],
+                        "s", note))
+    if args.quick:
+        rows.append(Row("bundle", "λ-search stage throughput", NAN, "jobs/min", "left out (--quick)"))
+        return
+    m = bundle.stage_throughput(data, seeds="0")   # 6 jobs per way: 2 bundles of 3 vs 6 lone tasks
+    old, new = m["old"], m["new"]
+    diff = max(abs(old["val_acc"][key] - new["val_acc"].get(key, NAN)) for key in old["val_acc"])
+    for name, label in (("old", "sweep.bundle=off, old evaluation schedule"),
+                        ("new", "new defaults")):
+        v = m[name]
+        rows.append(Row("bundle", f"coarse search stage, {label}", v["jobs_per_min"], "jobs/min",
+                        f"{v['jobs']} jobs ({v['ok']} ok) in {v['wall_s']:.0f} s wall "
+                        f"({v['jobs_per_min_after_start']:.2f} jobs/min after Ray's start)"))
+    rows.append(Row("bundle", "ratio new/old, coarse search stage throughput",
+                    new["jobs_per_min"] / old["jobs_per_min"], "×",
+                    f"6 λ, seed 0, 3 cycles, same run one after the other; "
+                    f"largest val_acc difference old vs new {diff:.2g}"))
 
 
 def main() -> None:

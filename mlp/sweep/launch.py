@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import mlp.sweep as sweep_pkg
 from mlp.cli import absolutize_paths, compose_error, write_json_atomic
 from mlp.errors import UserError
-from mlp.sweep import ray_session
+from mlp.sweep import bundling, ray_session
 from mlp.sweep.data_ship import DataShipper, size_object_store
 from mlp.sweep.job_folder import write_job_folder
 from mlp.sweep.ray_options import remote_options
@@ -53,6 +53,7 @@ def check_settings(settings) -> None:
         raise UserError(f"sweep.cpus_per_job={cpus!r} must be a whole number ≥ 1 (it is also the job's BLAS threads)")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise UserError(f"sweep.max_retries={retries!r} must be a whole number ≥ 0")
+    bundling.check_settings(settings)
 
 
 class SweepRunner:
@@ -154,38 +155,47 @@ class SweepRunner:
         import ray
         from ray.exceptions import RayError
 
+        from mlp.sweep.bundle_task import mlp_sweep_bundle
         from mlp.sweep.task import mlp_sweep_job
 
         cpus = float(self.settings.cpus_per_job)
-        remote = ray.remote(mlp_sweep_job).options(num_cpus=cpus, max_retries=int(self.settings.max_retries),
-                                                   retry_exceptions=False, **remote_options(self.settings))
+        options = dict(num_cpus=cpus, max_retries=int(self.settings.max_retries),
+                       retry_exceptions=False, **remote_options(self.settings))
+        remote = ray.remote(mlp_sweep_job).options(**options)
+        remote_bundle = ray.remote(mlp_sweep_bundle).options(**options)
         slots = max(1, int(ray_session.cluster_cpus() // cpus))
         pending = {}
-        for job in todo:
-            self._callback("on_job_start", job, task_function=self.task_function)
-            pending[remote.remote(*self.shipper.task_args(job.cfg))] = job
+        # A unit of submission is a list of jobs: one job runs as mlp_sweep_job, several (differing
+        # only in λ) as one bundle task returning one result per job (mlp/sweep/bundling.py).
+        for unit in bundling.plan_units(todo, lambda job: job.cfg, self.settings, slots):
+            for job in unit:
+                self._callback("on_job_start", job, task_function=self.task_function)
+            ref = (remote.remote(*self.shipper.task_args(unit[0].cfg)) if len(unit) == 1
+                   else remote_bundle.remote([j.cfg for j in unit]))
+            pending[ref] = unit
         progress.running = min(len(pending), slots)
         progress.show()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
-                job = pending.pop(ref)
+                unit = pending.pop(ref)
                 try:
-                    result = ray.get(ref)
+                    value = ray.get(ref)
+                    results = value if len(unit) > 1 else [value]
                 except RayError as exc:  # the worker died more than max_retries times, or similar
                     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    result = {"status": "failed", "error": f"{type(exc).__name__}: {first}",
-                              "experiment": job.cfg.get("name"), "seed": job.cfg.get("seed"),
-                              "lambda": job.cfg.get("lambda")}
-                status = "ok" if result.get("status") == "ok" else "failed"
-                returns[job.num] = self._record(job, result, status)
-                self._callback("on_job_end", job, job_return=returns[job.num])
-                self.counts["ran"] += 1
-                if status == "ok":
-                    progress.done += 1
-                else:
-                    progress.failed += 1
-                    self.counts["failed"] += 1
+                    error = f"{type(exc).__name__}: {first}"
+                    results = [bundling.failed_result(job.cfg, error) for job in unit]
+                for job, result in zip(unit, results):
+                    status = "ok" if result.get("status") == "ok" else "failed"
+                    returns[job.num] = self._record(job, result, status)
+                    self._callback("on_job_end", job, job_return=returns[job.num])
+                    self.counts["ran"] += 1
+                    if status == "ok":
+                        progress.done += 1
+                    else:
+                        progress.failed += 1
+                        self.counts["failed"] += 1
             progress.running = min(len(pending), slots)
             progress.show()
 

@@ -1,0 +1,214 @@
+"""Bundled training's figures: a bundle of k models against k separate steps, and against its
+own GEMMs alone, timed in interleaved blocks like the step part (mlp.bench.steps).
+
+Every implementation trains from the same initial weights on the same rows and index
+stream; the order of the implementations rotates every repeat, and each ratio is the median
+of per-repeat ratios of neighbouring blocks, so drifting load on a shared machine hits them
+alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from mlp.bench import malloc
+from mlp.bench.steps import SETTLE_S, step_flops, workload
+from mlp.bundle import BundleStep
+from mlp.sgd import SGDStep, times_w1t
+
+KS = (1, 2, 4, 6, 12)
+
+
+def bundle_gemms_only(st: BundleStep, b: int, eta: float) -> None:
+    """Only the GEMMs of a bundle step, on its own buffers and calls: the stacked forward
+    GEMM, each model's three small ones, the stacked W1 update (values: whatever the buffers
+    hold). The ceiling of any bundle step around this BLAS."""
+    g, x, s1, gh = st.gemm, st.x[: b + 1], st.s1[: b + 1], st.gh[: b + 1]
+    alpha = -eta / b
+    times_w1t(g, st.w1, x, s1)
+    for lane in st.lanes:
+        p, h, s = lane.params, lane.s1[:b], lane.scores_buffer(b)[0]
+        g(1.0, h.T, p["W2"].T, 0.0, s, trans_a=1, overwrite_c=1)
+        g(1.0, p["W2"].T, s, 0.0, lane.gh[:b].T, trans_b=1, overwrite_c=1)
+        g(alpha, h.T, s, 1.0, p["W2"].T, overwrite_c=1)
+    g(alpha, x.T, gh.T, 1.0, st.w1.T, trans_b=1, overwrite_c=1)
+
+
+@dataclass
+class BundleResult:
+    dtype: str
+    k: int
+    per_model: dict[str, float]  # implementation → median samples/s per model
+    gflops: dict[str, float]  # implementation → median GFLOP/s (all k models)
+    ratios: dict[str, float]  # "bundle/separate", "bundle/GEMMs-alone" → median ratio
+    repeats: int
+    steps: int
+
+
+def measure(
+    dtype,
+    k: int,
+    steps: int,
+    repeats: int,
+    threads: int = 1,
+    batch: int = 100,
+    n_rows: int = 10_000,
+    eta: float = 0.01,
+    seed: int = 0,
+) -> BundleResult:
+    """Interleaved blocks of `steps` steps: the bundle of k, k lone steps per step (k separate
+    jobs' work), and the bundle's GEMMs alone."""
+    dtype = np.dtype(dtype)
+    w = workload(dtype, steps, batch, n_rows=n_rows, seed=seed)
+    inv_std = 1.0 / w.std
+    lams = [10.0 ** (-5 + j % 6) for j in range(k)]  # a λ grid like the coarse search's
+    bundle = BundleStep([w.params() for _ in range(k)], batch, w.mean, inv_std)
+    lone = [SGDStep(w.params(), batch, w.mean, inv_std) for _ in range(k)]
+    ceiling = BundleStep([w.params() for _ in range(k)], batch, w.mean, inv_std)
+    ceiling.step(w.x_rows, w.y_rows, w.order[:batch], lams, eta)  # realistic buffer contents
+    x, y, order, starts = w.x_rows, w.y_rows, w.order, w.starts
+    impls: dict[str, Callable[[], None]] = {
+        "bundle": lambda: [bundle.step(x, y, order[lo : lo + batch], lams, eta) for lo in starts],
+        "separate": lambda: [
+            s.step(x, y, order[lo : lo + batch], lam, eta)
+            for lo in starts
+            for s, lam in zip(lone, lams)
+        ],
+        # α = −η/b must not be 0 (BLAS skips the product then); a tiny η leaves the weights unchanged
+        "GEMMs-alone": lambda: [bundle_gemms_only(ceiling, batch, 1e-9) for _ in starts],
+    }
+    names = list(impls)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    malloc.set_thresholds(malloc.RAISED)
+    with threadpool_limits(limits=threads):
+        for n in names:
+            impls[n]()
+        for r in range(repeats):
+            for n in names[r % len(names) :] + names[: r % len(names)]:
+                if threads > 1:
+                    time.sleep(SETTLE_S)
+                t0 = time.perf_counter()
+                impls[n]()
+                times[n].append(time.perf_counter() - t0)
+    flops = step_flops(batch, x.shape[1], 50, 10) * k * steps
+    med = {n: statistics.median(v) for n, v in times.items()}
+    ratios = {
+        f"bundle/{n}": statistics.median(o / p for o, p in zip(times[n], times["bundle"]))
+        for n in names
+        if n != "bundle"
+    }
+    return BundleResult(
+        dtype.name,
+        k,
+        {n: batch * steps / t for n, t in med.items()},
+        {n: flops / t / 1e9 for n, t in med.items()},
+        ratios,
+        repeats,
+        steps,
+    )
+
+
+# ---- a search job's time split, and the λ-search stage's throughput ------------------------
+
+OLD_SCHEDULE = [
+    "train.record=curve",
+    "train.record_points_per_cycle=2",
+]  # the 11.3-min reproduction's
+SEARCH_GRID = ("1e-5", "1e-4", "1e-3", "1e-2", "1e-1", "1")
+
+
+def job_split(data: list[str], k: int) -> dict[str, dict[str, float]]:
+    """Seconds per job of one coarse-search job (3 cycles) in-process, split into steps,
+    evaluation (record points) and the rest (load, init, test metrics, result): the old
+    evaluation schedule alone, the new one alone, and the new one as one of a bundle of k."""
+    from hydra import compose, initialize_config_dir
+
+    from mlp.bundle_run import run_bundle
+    from mlp.experiment import run_experiment
+
+    conf = str(Path(__file__).resolve().parents[2] / "conf")
+    base = ["experiment=lambda_coarse", "train.cycles=3", "train.blas_threads=1", *data]
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        old = compose(config_name="config", overrides=[*base, *OLD_SCHEDULE, "lambda=1e-3"])
+        new = [
+            compose(config_name="config", overrides=[*base, f"lambda={lam}"])
+            for lam in SEARCH_GRID[:k]
+        ]
+
+    def split(result: dict) -> dict[str, float]:
+        return {
+            "train": result["train_s"] - result["eval_s"],
+            "evaluate": result["eval_s"],
+            "rest": result["wall_s"] - result["train_s"],
+            "wall": result["wall_s"],
+        }
+
+    out = {
+        "old schedule, alone": split(run_experiment(old)),
+        "new schedule, alone": split(run_experiment(new[0])),
+    }
+    res = run_bundle(new)
+    if all(isinstance(r, dict) for r in res):
+        parts = [split(r) for r in res]
+        out[f"new schedule, bundle of {k} (per job)"] = {
+            key: sum(p[key] for p in parts) / k for key in parts[0]
+        }
+    return out
+
+
+def stage_throughput(data: list[str], seeds: str = "0,1,2") -> dict[str, dict]:
+    """The coarse λ-search stage (6 λ × seeds, 3 cycles) as two Ray sweeps in one run: today's
+    way (sweep.bundle=off, the old evaluation schedule) and the new defaults; jobs per minute."""
+    import csv
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(__file__).resolve().parents[2]
+    variants = {"old": ["sweep.bundle=off", *OLD_SCHEDULE], "new": []}
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-bundle-") as tmp:
+        for name, extra in variants.items():
+            sweep_dir = Path(tmp) / name
+            cmd = [
+                sys.executable,
+                "runners/sweep.py",
+                "-m",
+                "experiment=lambda_coarse",
+                "train.cycles=3",
+                *data,
+                f"lambda={','.join(SEARCH_GRID)}",
+                f"seed={seeds}",
+                *extra,
+                f"hydra.sweep.dir={sweep_dir}",
+                f"sweep.store={Path(tmp) / 'store'}",
+                "sweep.force=true",
+                "sweep.progress=false",
+            ]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                raise RuntimeError(
+                    f"sweep failed ({proc.returncode}): {proc.stderr.strip()[-300:]}"
+                )
+            rows = list(csv.DictReader((sweep_dir / "results.csv").open()))
+            summary = json.loads((sweep_dir / "sweep.json").read_text())
+            ray_start = summary.get("ray_start_s") or 0.0
+            out[name] = {
+                "jobs": len(rows),
+                "ok": sum(r["status"] == "ok" for r in rows),
+                "wall_s": wall,
+                "jobs_per_min": 60 * len(rows) / wall,
+                "jobs_per_min_after_start": 60 * len(rows) / (wall - ray_start),
+                "val_acc": {r["lambda"] + "/" + r["seed"]: float(r["val_acc"]) for r in rows},
+            }
+    return out
