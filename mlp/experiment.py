@@ -12,7 +12,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from mlp.data import build_dataset, load_raw
+from mlp.data import RawData, build_dataset, load_raw
 from mlp.errors import UserError
 from mlp.evaluate import evaluate
 from mlp.gradcheck import check_case
@@ -28,15 +28,16 @@ def draw_lambda(search_cfg, seed: int) -> float:
     return float(10 ** rng.uniform(np.log10(search_cfg.low), np.log10(search_cfg.high)))
 
 
-def run_experiment(cfg: DictConfig) -> dict:
-    """Validate, load data, run; the returned dict is what result.json holds."""
+def run_experiment(cfg: DictConfig, raw: RawData | None = None) -> dict:
+    """Validate, load data (unless raw is given: a sweep task's shipped arrays), run; the
+    returned dict is what result.json holds."""
     check_config(cfg)
     cfg = cfg.copy()
     if cfg["lambda"] is None:
         cfg["lambda"] = draw_lambda(cfg.search, cfg.seed)
     start = time.perf_counter()
     with threadpool_limits(cfg.train.blas_threads):  # None leaves BLAS as it is
-        raw = load_raw(cfg.data)
+        raw = load_raw(cfg.data) if raw is None else raw
         ds = build_dataset(raw, cfg.split, int(cfg.data.batch_size))
         check_data_fits(cfg, len(ds.train))
         result = result_header(cfg, ds, raw.load_s)

@@ -2,7 +2,8 @@
 
   python runners/measure_sweep.py fanout [--data cifar10_jpeg] [--rounds 2]
       # 6 lambda_coarse jobs: Ray sweep vs Hydra's basic launcher
-  python runners/measure_sweep.py memory [--data cifar10_jpeg]   # peak PSS of a 2-task sweep of final-sized jobs
+  python runners/measure_sweep.py memory [--data cifar10_jpeg] [--sweep-data path]
+      # peak PSS of a 2-task sweep of final-sized jobs
 
 Prints the figures and writes them as JSON under outputs/sweeps/_measure/.
 """
@@ -90,11 +91,12 @@ def memory(args, out: Path) -> dict:
     sweep_dir = out / "memory_final"
     cmd = [sys.executable, "runners/sweep.py", "-m", "experiment=final", f"data={args.data}", "seed=0,1",
            f"train.cycles={args.cycles}", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={out / 'store'}",
-           "sweep.force=true", "sweep.progress=false", "sweep.ray.num_cpus=2"]
+           "sweep.force=true", "sweep.progress=false", "sweep.ray.num_cpus=2", f"sweep.data={args.sweep_data}"]
     _, peak_gib, peak_n, code = run_sampling(cmd)
     res = [json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")]
     return {"jobs": len(res), "n_train": res[0]["n_train"] if res else None, "cycles": args.cycles,
-            "peak_pss_gib": peak_gib, "processes_at_peak": peak_n, "exit_code": code}
+            "peak_pss_gib": peak_gib, "processes_at_peak": peak_n, "exit_code": code,
+            "sweep_data": args.sweep_data}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
@@ -115,6 +117,8 @@ def main() -> None:
     ap.add_argument("--data", default="cifar10_jpeg")
     ap.add_argument("--cycles", type=int, default=3, help="memory: cycles of the final jobs (size is what matters)")
     ap.add_argument("--rounds", type=int, default=2, help="fanout: Ray/basic pairs, in alternating order")
+    ap.add_argument("--sweep-data", default="object_store", choices=["object_store", "path"],
+                    help="memory: data shipped through Ray's object store, or loaded by each task")
     args = ap.parse_args()
     out = ROOT / "outputs" / "sweeps" / "_measure"
     figures = fanout(args, out) if args.what == "fanout" else memory(args, out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -66,7 +67,8 @@ class RayNode:
     """One `ray start` node (head, or a worker joining head_address) on 127.0.0.1."""
 
     def __init__(self, log: Path, num_cpus: int, head_address: str | None = None,
-                 dashboard_port: int | None = None, env_extra: dict | None = None):
+                 dashboard_port: int | None = None, hide: tuple[Path, ...] = (),
+                 env_extra: dict | None = None, extra_args: tuple[str, ...] = ()):
         self.port = free_port() if head_address is None else None
         cmd = [RAY, "start", "--block", "--disable-usage-stats", f"--num-cpus={num_cpus}",
                "--node-ip-address=127.0.0.1"]
@@ -76,11 +78,14 @@ class RayNode:
                     else ["--include-dashboard=false"])
         else:
             cmd += [f"--address={head_address}"]
+        cmd += list(extra_args)
         self.log = log
         ensure_token()
         env = {"RAY_AUTH_MODE": "token", **(env_extra or {})}  # Ray's default; a joining node must say so
+        if hide:
+            cmd = in_own_mounts(cmd, hide, stash=log.parent / f"{log.stem}.venv")
         self.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=venv_env(**env))
+                                     start_new_session=True, cwd=log.parent, env=venv_env(**env))
         self.address = f"127.0.0.1:{self.port}" if self.port else head_address
 
     def wait_started(self, timeout: float = 90) -> None:
@@ -104,6 +109,30 @@ class RayNode:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+def in_own_mounts(cmd: list[str], hide: tuple[Path, ...], stash: Path) -> list[str]:
+    """cmd run in a mount namespace of its own where each folder in hide is an empty tmpfs: a
+    node that shares no disk with the driver. The venv (inside the checkout) is bind-mounted
+    back, so the node keeps exactly Python and the dependencies."""
+    venv = Path(sys.executable).parent.parent
+    q = shlex.quote
+    lines = ["set -e", f"mkdir -p {q(str(stash))}", f"mount --bind {q(str(venv))} {q(str(stash))}"]
+    lines += [f"mount -t tmpfs tmpfs {q(str(folder))}" for folder in hide]
+    lines += [f"mkdir -p {q(str(venv))}", f"mount --bind {q(str(stash))} {q(str(venv))}", "cd /",
+              "exec " + " ".join(q(c) for c in cmd)]
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines)]
+
+
+def stop_nodes(nodes: list[RayNode]) -> None:
+    """Stop several nodes at once: all are signalled before any is waited for."""
+    for node in nodes:
+        try:
+            os.killpg(node.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for node in nodes:
+        node.stop()
 
 
 def wait_for_nodes(address: str, n: int, timeout: float = 60) -> None:

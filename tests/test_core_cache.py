@@ -83,3 +83,26 @@ def test_concurrent_processes_decode_once(tmp_path):
         p.join(60)
     assert all(p.exitcode == 0 for p in procs)
     assert counter.read_text() == "x"
+
+
+def test_truncated_cache_file_is_rebuilt_with_one_line(tmp_path, capsys):
+    """A cache damaged after it was written (disk full, a killed copy) is decoded again, said in
+    one line, instead of `mmap length is greater than file size` on every run."""
+    cache.cached_arrays(tmp_path, "k", "abc", fake_arrays)
+    npy = cache.cache_dir_for(tmp_path, "k", "abc") / "train_x.npy"
+    npy.write_bytes(npy.read_bytes()[:1000])  # truncated: the header promises 8×3072 bytes
+    capsys.readouterr()
+    arrays, decoded = cache.cached_arrays(tmp_path, "k", "abc", fake_arrays)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert decoded and len(err) == 1 and err[0].startswith("note: decode cache") and "rebuilding" in err[0]
+    np.testing.assert_array_equal(arrays["train_x"], fake_arrays()["train_x"])
+    _, again = cache.cached_arrays(tmp_path, "k", "abc", fake_arrays)  # repaired: no third decode
+    assert not again and capsys.readouterr().err == ""
+
+
+def test_cache_file_that_is_not_npy_is_rebuilt(tmp_path, capsys):
+    cache.cached_arrays(tmp_path, "k", "abc", fake_arrays)
+    (cache.cache_dir_for(tmp_path, "k", "abc") / "test_y.npy").write_bytes(b"garbage, not an array")
+    arrays, decoded = cache.cached_arrays(tmp_path, "k", "abc", fake_arrays)
+    assert decoded and "rebuilding" in capsys.readouterr().err
+    np.testing.assert_array_equal(arrays["test_y"], fake_arrays()["test_y"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,17 @@ def load_cached(folder: Path) -> dict[str, np.ndarray]:
     return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
 
 
+def _load_or_reason(folder: Path) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The cached arrays, or None and why not: absent, or a file that is truncated or not .npy
+    (np.load checks the header and that the file holds every byte the header promises)."""
+    if not (folder / "complete").exists():
+        return None, ""
+    try:
+        return load_cached(folder), ""
+    except (OSError, ValueError, EOFError) as exc:
+        return None, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def cached_arrays(cache_root: Path, kind: str, key: str,
                   decode: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
     """Return memory-mapped arrays for (kind, key), decoding once if absent.
@@ -49,18 +61,23 @@ def cached_arrays(cache_root: Path, kind: str, key: str,
     cache_root = Path(cache_root)
     cache_root.mkdir(parents=True, exist_ok=True)
     final = cache_dir_for(cache_root, kind, key)
-    if (final / "complete").exists():
-        return load_cached(final), False
+    arrays, _ = _load_or_reason(final)
+    if arrays is not None:
+        return arrays, False
     with FileLock(str(final) + ".lock"):
-        if (final / "complete").exists():
-            return load_cached(final), False
+        arrays, broken = _load_or_reason(final)  # another process may have just written it
+        if arrays is not None:
+            return arrays, False
+        if broken:
+            print(f"note: decode cache {final} is unreadable ({broken}); rebuilding it",
+                  file=sys.stderr, flush=True)
         arrays = decode()
         tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-{key}.", dir=cache_root))
         try:
             for name in ARRAYS:
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(arrays[name]))
             (tmp / "complete").write_text(CACHE_VERSION)
-            if final.exists():  # a stale, incomplete folder from a crashed writer
+            if final.exists():  # a stale folder: a crashed writer's, or a damaged one
                 shutil.rmtree(final)
             os.rename(tmp, final)
         except BaseException:

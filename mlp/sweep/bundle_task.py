@@ -15,16 +15,18 @@ from omegaconf import OmegaConf
 
 from mlp.bundle_run import run_bundle  # imported when Ray loads this function, once per worker
 from mlp.sweep.capture import captured_output
+from mlp.sweep.data_ship import unpack
 from mlp.sweep.task import _where
 
 
 def mlp_sweep_bundle(cfgs: list[dict], data=None) -> list[dict]:
-    """Run the jobs of one bundle from their resolved configs; data: the raw arrays when the
-    driver ships them (else each task loads them through the cache)."""
+    """Run the jobs of one bundle from their resolved configs; data: the arrays the driver
+    shipped through Ray's object store (mlp.sweep.data_ship), or None (each task loads them)."""
     started_at, t0 = time.time(), time.perf_counter()
     with captured_output() as log:  # the bundle's output: every job's result["log"] (job.log)
         try:
-            outcomes = run_bundle([OmegaConf.create(cfg) for cfg in cfgs], data)
+            raw = None if data is None else unpack(data)
+            outcomes = run_bundle([OmegaConf.create(cfg) for cfg in cfgs], raw)
         except Exception as exc:  # the shared part failed: every job of the bundle with it
             outcomes = [exc] * len(cfgs)
         for out in outcomes:

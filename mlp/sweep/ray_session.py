@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from mlp.errors import UserError
+from mlp.sweep.ray_options import init_kwargs
 
 GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
-RUNTIME_ENV_EXCLUDES = ["outputs/", "data/", ".git/", ".venv/", "*.egg-info/", "__pycache__/"]
 LOOPBACK = "127.0.0.1"
 # Ray's documented environment variables, read when Ray is imported (and inherited by the
 # processes ray.init starts). The private instance sets RAY_AUTH_MODE, RAY_AUTH_TOKEN and
@@ -204,6 +204,9 @@ def start_early_if_useful(master) -> bool:
         sweep_dir = Path.cwd() / str(master.hydra.sweep.dir)
         if not settings.force and (sweep_dir / "results.csv").exists():
             return False
+        from mlp.sweep.data_ship import size_object_store
+
+        size_object_store(master)
         ray_cfg = settings.ray
     except Exception:  # anything odd in the config: the launcher reports it, and starts Ray itself
         return False
@@ -249,14 +252,10 @@ def _connect(ray_cfg) -> dict:
                           object_store_memory=int(ray_cfg.object_store_mb) * 1024 ** 2)
             if ray_cfg.num_cpus is not None:
                 kwargs["num_cpus"] = int(ray_cfg.num_cpus)
-            ray.init(address="local", **kwargs, **common)
+            ray.init(address="local", **init_kwargs(ray_cfg, {**kwargs, **common}, joining=False))
             _check_loopback()
         else:
-            runtime_env = None
-            if ray_cfg.working_dir:
-                runtime_env = {"working_dir": str(Path(str(ray_cfg.working_dir)).resolve()),
-                               "excludes": RUNTIME_ENV_EXCLUDES}
-            ray.init(address=address, runtime_env=runtime_env, **common)
+            ray.init(address=address, **init_kwargs(ray_cfg, common, joining=True))
             if address == "auto":
                 _check_joined_cluster(address, ray_cfg)
     except UserError:
