@@ -1,4 +1,5 @@
 """What every runner shares: checking config-group choices, absolute paths, atomic JSON, one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,14 @@ def check_groups(overrides, groups=CHECKED_GROUPS) -> None:
         group = ov.key_or_group
         if group not in groups or ov.is_delete() or "glob(" in str(ov.input_line):
             continue
-        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
-        if not ov.is_sweep_override() and isinstance(ov.value(), list):  # group=[a,b]: several options
+        values = (
+            list(ov.sweep_string_iterator())
+            if ov.is_sweep_override()
+            else [ov.get_value_element_as_str()]
+        )
+        if not ov.is_sweep_override() and isinstance(
+            ov.value(), list
+        ):  # group=[a,b]: several options
             values = [str(v) for v in ov.value()]
         allowed = group_options(group)
         for v in values:
@@ -62,14 +69,20 @@ def check_composes(args: list[str]) -> None:
 
     if "-m" in args or "--multirun" in args:
         return  # sweep lists are the launcher's to expand; each job is checked when it runs
-    overrides = [a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+    overrides = [
+        a
+        for a in args
+        if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra")
+    ]
     try:
         with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
             compose(config_name="config", overrides=overrides)
     except Exception as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = next((ln for ln in lines[1:] if ln.startswith("Key ")), "")
-        raise UserError(" ".join(filter(None, [lines[0] if lines else type(exc).__name__, detail]))) from None
+        raise UserError(
+            " ".join(filter(None, [lines[0] if lines else type(exc).__name__, detail]))
+        ) from None
 
 
 def absolutize_paths(cfg: DictConfig, base: Path) -> None:

@@ -4,6 +4,7 @@ Normalisation is folded into the first layer instead of applied to the data:
 ((x − μ)·σ⁻¹) W1ᵀ + b1 = x (W1·σ⁻¹)ᵀ + (b1 − (W1·σ⁻¹) μ), so each chunk only needs
 one uint8 → float conversion.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,11 +23,15 @@ def chunk_rows(d: int, dtype) -> int:
     return max(1, EVAL_CHUNK_BYTES // (d * np.dtype(dtype).itemsize))
 
 
-def folded_params(params: dict[str, np.ndarray], mean: np.ndarray, inv_std: np.ndarray) -> dict[str, np.ndarray]:
+def folded_params(
+    params: dict[str, np.ndarray], mean: np.ndarray, inv_std: np.ndarray
+) -> dict[str, np.ndarray]:
     """First-layer weights that act on raw pixel values and give the same scores."""
     dtype = params["W1"].dtype
     w1 = params["W1"] * inv_std.astype(dtype)
-    b1 = params["b1"] - np.einsum("ij,j->i", w1, mean.astype(dtype))  # not matmul: keeps NumPy's BLAS pool asleep
+    b1 = params["b1"] - np.einsum(
+        "ij,j->i", w1, mean.astype(dtype)
+    )  # not matmul: keeps NumPy's BLAS pool asleep
     return {"W1": w1, "b1": b1, "W2": params["W2"], "b2": params["b2"]}
 
 
@@ -56,8 +61,14 @@ class ChunkScores:
         return s
 
 
-def evaluate(params: dict[str, np.ndarray], split: Split, mean: np.ndarray, inv_std: np.ndarray,
-             lam: float, penalty: float | None = None) -> dict[str, float]:
+def evaluate(
+    params: dict[str, np.ndarray],
+    split: Split,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    lam: float,
+    penalty: float | None = None,
+) -> dict[str, float]:
     folded = folded_params(params, mean, inv_std)
     chunk = chunk_rows(split.x.shape[1], params["W1"].dtype)
     rows = min(chunk, len(split))
@@ -65,9 +76,9 @@ def evaluate(params: dict[str, np.ndarray], split: Split, mean: np.ndarray, inv_
     scores = ChunkScores(folded, rows)
     loss_sum, correct = 0.0, 0
     for lo in range(0, len(split), chunk):
-        y = split.y[lo:lo + chunk]
-        x = buf[:len(y)]
-        np.copyto(x, split.x[lo:lo + chunk], casting="unsafe")
+        y = split.y[lo : lo + chunk]
+        x = buf[: len(y)]
+        np.copyto(x, split.x[lo : lo + chunk], casting="unsafe")
         s = scores(x)
         loss_sum += float(model.cross_entropy_sum(s, y))
         correct += int((s.argmax(axis=1) == y).sum())

@@ -3,6 +3,7 @@
 This is the unit of work everywhere: the single-run CLI calls it in-process, sweeps
 call it inside Ray tasks, so its input and output are plain dicts/OmegaConf only.
 """
+
 from __future__ import annotations
 
 import platform
@@ -52,17 +53,27 @@ def run_experiment(cfg: DictConfig, raw: RawData | None = None) -> dict:
 
 def result_header(cfg: DictConfig, ds, load_s: float) -> dict:
     """The fields every result starts with (also each job of a bundle, mlp.bundle_run)."""
-    return {"version": RESULT_VERSION, "experiment": cfg.name, "seed": cfg.seed,
-            "lambda": float(cfg["lambda"]), "dtype": cfg.dtype,
-            "data_source": ds.source, "synthetic": ds.synthetic,
-            "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test),
-            "host": platform.node(), "load_s": load_s}
+    return {
+        "version": RESULT_VERSION,
+        "experiment": cfg.name,
+        "seed": cfg.seed,
+        "lambda": float(cfg["lambda"]),
+        "dtype": cfg.dtype,
+        "data_source": ds.source,
+        "synthetic": ds.synthetic,
+        "n_train": len(ds.train),
+        "n_val": len(ds.val),
+        "n_test": len(ds.test),
+        "host": platform.node(),
+        "load_s": load_s,
+    }
 
 
 def initial_params(cfg: DictConfig, ds) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([cfg.seed, 0])  # initialisation stream
-    return init_params(ds.train.x.shape[1], cfg.model.hidden, cfg.model.n_classes, rng,
-                       np.dtype(cfg.dtype))
+    return init_params(
+        ds.train.x.shape[1], cfg.model.hidden, cfg.model.n_classes, rng, np.dtype(cfg.dtype)
+    )
 
 
 def _train(cfg: DictConfig, ds) -> dict:
@@ -76,12 +87,22 @@ def train_result(run: dict, params: dict[str, np.ndarray], ds, lam: float) -> di
     """A trained model's result fields: its run's history and timings, final and test metrics."""
     last = run["history"][-1]
     test = evaluate(params, ds.test, ds.mean, ds.inv_std, lam)
-    return {"history": run["history"], "n_s": run["n_s"], "steps": run["steps"],
-            "train_s": run["train_s"], "eval_s": run["eval_s"], "samples_per_s": run["samples_per_s"],
-            "train_acc": last["train_acc"], "val_acc": last["val_acc"], "test_acc": test["acc"],
-            "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
-            "final_train_cost": last["train_cost"], "final_val_cost": last["val_cost"],
-            "test_loss": test["loss"]}
+    return {
+        "history": run["history"],
+        "n_s": run["n_s"],
+        "steps": run["steps"],
+        "train_s": run["train_s"],
+        "eval_s": run["eval_s"],
+        "samples_per_s": run["samples_per_s"],
+        "train_acc": last["train_acc"],
+        "val_acc": last["val_acc"],
+        "test_acc": test["acc"],
+        "final_train_loss": last["train_loss"],
+        "final_val_loss": last["val_loss"],
+        "final_train_cost": last["train_cost"],
+        "final_val_cost": last["val_cost"],
+        "test_loss": test["loss"],
+    }
 
 
 def _gradcheck(cfg: DictConfig, ds) -> dict:
@@ -92,13 +113,29 @@ def _gradcheck(cfg: DictConfig, ds) -> dict:
     table, worst = {}, 0.0
     for case in gc.cases:
         if not 1 <= case.dims <= ds.train.x.shape[1] or not 1 <= case.n_samples <= len(ds.train):
-            raise UserError(f"gradcheck case {case.name}: n_samples={case.n_samples}, dims={case.dims} out of range")
-        x = (ds.train.x[:case.n_samples].astype(np.float64) - ds.mean) * ds.inv_std
-        x = x[:, :case.dims]
-        y = np.asarray(ds.train.y[:case.n_samples], dtype=np.int64)
-        rows = check_case(x, y, cfg.model.hidden, cfg.model.n_classes, float(cfg["lambda"]), float(gc.h),
-                          dtype, cfg.seed, case.max_entries)
+            raise UserError(
+                f"gradcheck case {case.name}: n_samples={case.n_samples}, dims={case.dims} out of range"
+            )
+        x = (ds.train.x[: case.n_samples].astype(np.float64) - ds.mean) * ds.inv_std
+        x = x[:, : case.dims]
+        y = np.asarray(ds.train.y[: case.n_samples], dtype=np.int64)
+        rows = check_case(
+            x,
+            y,
+            cfg.model.hidden,
+            cfg.model.n_classes,
+            float(cfg["lambda"]),
+            float(gc.h),
+            dtype,
+            cfg.seed,
+            case.max_entries,
+        )
         table[case.name] = {"n_samples": case.n_samples, "dims": case.dims, "params": rows}
         worst = max(worst, *(r["max_rel_error"] for r in rows.values()))
-    return {"gradcheck": table, "max_rel_error": worst, "tolerance": tolerance,
-            "passed": worst < tolerance, "train_s": time.perf_counter() - start}
+    return {
+        "gradcheck": table,
+        "max_rel_error": worst,
+        "tolerance": tolerance,
+        "passed": worst < tolerance,
+        "train_s": time.perf_counter() - start,
+    }

@@ -1,4 +1,5 @@
 """Analytic backprop (the training step's own gradient code) against centred finite differences."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,14 @@ from mlp.model import PARAM_NAMES, init_params, loss_and_cost
 from mlp.sgd import SGDStep
 
 
-def numerical_gradients(params_ref: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, lam: float,
-                        h: float, entries: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def numerical_gradients(
+    params_ref: dict[str, np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    lam: float,
+    h: float,
+    entries: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
     """(cost(θ+h) − cost(θ−h)) / 2h for the listed flat entries of each parameter.
 
     Evaluated in the dtype of params_ref (extended precision by default), so that the
@@ -18,7 +25,9 @@ def numerical_gradients(params_ref: dict[str, np.ndarray], x: np.ndarray, y: np.
     for name in PARAM_NAMES:
         flat = params_ref[name].reshape(-1)
         if not np.shares_memory(flat, params_ref[name]):
-            raise ValueError(f"{name} must be C-contiguous: perturbing a flattened copy would change nothing")
+            raise ValueError(
+                f"{name} must be C-contiguous: perturbing a flattened copy would change nothing"
+            )
         grads = np.empty(len(entries[name]))
         for k, i in enumerate(entries[name]):
             keep = flat[i]
@@ -36,15 +45,29 @@ def compare(analytic: np.ndarray, numeric: np.ndarray) -> dict[str, float]:
     """The study's table row: gradient and error magnitudes, and max |ga−gn| / max(1e-12, |ga|+|gn|)."""
     abs_err = np.abs(analytic - numeric)
     rel = abs_err / np.maximum(1e-12, np.abs(analytic) + np.abs(numeric))
-    return {"n_entries": int(len(analytic)),
-            "grad_max": float(np.abs(analytic).max()), "grad_mean": float(np.abs(analytic).mean()),
-            "grad_std": float(analytic.std()),
-            "abs_err_max": float(abs_err.max()), "abs_err_mean": float(abs_err.mean()),
-            "abs_err_std": float(abs_err.std()), "max_rel_error": float(rel.max())}
+    return {
+        "n_entries": int(len(analytic)),
+        "grad_max": float(np.abs(analytic).max()),
+        "grad_mean": float(np.abs(analytic).mean()),
+        "grad_std": float(analytic.std()),
+        "abs_err_max": float(abs_err.max()),
+        "abs_err_mean": float(abs_err.mean()),
+        "abs_err_std": float(abs_err.std()),
+        "max_rel_error": float(rel.max()),
+    }
 
 
-def check_case(x: np.ndarray, y: np.ndarray, hidden: int, n_classes: int, lam: float, h: float,
-               dtype, seed: int, max_entries: int | None) -> dict[str, dict[str, float]]:
+def check_case(
+    x: np.ndarray,
+    y: np.ndarray,
+    hidden: int,
+    n_classes: int,
+    lam: float,
+    h: float,
+    dtype,
+    seed: int,
+    max_entries: int | None,
+) -> dict[str, dict[str, float]]:
     """Gradient check on normalised inputs x (n × dims); returns one table row per parameter."""
     rng = np.random.default_rng(seed)
     params = init_params(x.shape[1], hidden, n_classes, rng, dtype)
@@ -58,8 +81,14 @@ def check_case(x: np.ndarray, y: np.ndarray, hidden: int, n_classes: int, lam: f
             entries[name] = np.arange(size)
         else:
             entries[name] = np.sort(rng.choice(size, max_entries, replace=False))
-    params_ref = {k: np.ascontiguousarray(v, dtype=np.longdouble) for k, v in params.items()}  # W1 may be F-ordered
+    params_ref = {
+        k: np.ascontiguousarray(v, dtype=np.longdouble) for k, v in params.items()
+    }  # W1 may be F-ordered
     numeric = numerical_gradients(params_ref, x.astype(np.longdouble), y, lam, h, entries)
-    return {name: compare(analytic[name].reshape(-1)[entries[name]].astype(np.float64),
-                          numeric[name].astype(np.float64))
-            for name in PARAM_NAMES}
+    return {
+        name: compare(
+            analytic[name].reshape(-1)[entries[name]].astype(np.float64),
+            numeric[name].astype(np.float64),
+        )
+        for name in PARAM_NAMES
+    }

@@ -3,6 +3,7 @@
 Samples are rows (n × d), matching the uint8 rows of the data layer; weights keep the
 study's shapes W1 (m × d), W2 (K × m) so the GEMMs read both operands without copies.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,9 @@ import numpy as np
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 
 
-def init_params(d_in: int, hidden: int, n_classes: int, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
+def init_params(
+    d_in: int, hidden: int, n_classes: int, rng: np.random.Generator, dtype
+) -> dict[str, np.ndarray]:
     """W ~ N(0, 1/d_in) for each layer's own fan-in; biases zero."""
     return {
         "W1": (rng.standard_normal((hidden, d_in)) / np.sqrt(d_in)).astype(dtype),

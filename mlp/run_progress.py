@@ -4,6 +4,7 @@ On a terminal the line is redrawn in place a few times a second; otherwise (a lo
 line per record point. Only `mlp-train` turns it on (`enable()`): sweep jobs run in Ray workers
 and report through the driver's own line (mlp/sweep/progress.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,10 @@ class RunProgress:
         eta = _clock(elapsed / t * (self.total - t)) if t else "?"
         loss = "?" if self.loss is None else f"{self.loss:.4f}"
         width = len(str(self.total))
-        return (f"[train] step {t:>{width}}/{self.total} ({100 * t / max(self.total, 1):3.0f}%)  "
-                f"loss {loss}  elapsed {_clock(elapsed)}  ETA {eta}")
+        return (
+            f"[train] step {t:>{width}}/{self.total} ({100 * t / max(self.total, 1):3.0f}%)  "
+            f"loss {loss}  elapsed {_clock(elapsed)}  ETA {eta}"
+        )
 
     def step(self, t: int) -> None:
         """Redraw in place; the next redraw is due after about interval_s of steps at this rate."""

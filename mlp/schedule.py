@@ -1,4 +1,5 @@
 """Learning-rate schedules: the triangular cyclic rate of Smith (2015) and a constant rate."""
+
 from __future__ import annotations
 
 import numpy as np

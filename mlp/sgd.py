@@ -5,6 +5,7 @@ extra "offset" row for the mean); `gradients` stays the plain ∂cost/∂θ the 
 calls, and `step` equals it up to rounding. Why each trick, and what it bought:
 docs/performance.md#the-training-step.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,7 +37,9 @@ def times_w1t(gemm, w1: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
         gemm(1.0, w1, x.T, 0.0, out.T, overwrite_c=1)
 
 
-def update_w1(gemm, w1: np.ndarray, gh: np.ndarray, x: np.ndarray, alpha: float, beta: float) -> None:
+def update_w1(
+    gemm, w1: np.ndarray, gh: np.ndarray, x: np.ndarray, alpha: float, beta: float
+) -> None:
     """W1 ← β W1 + α Ghᵀ X in place, for W1 in either memory order."""
     if w1.flags.c_contiguous:  # row-major W1 is column-major W1ᵀ ← β W1ᵀ + α Xᵀ Gh
         gemm(alpha, x.T, gh.T, beta, w1.T, trans_b=1, overwrite_c=1)
@@ -48,8 +51,15 @@ class SGDStep:
     """Buffers and GEMM calls of one step. May replace params["W1"] by a copy in the memory
     order W1_ORDER picks for its dtype (same values), so callers read params["W1"] afresh."""
 
-    def __init__(self, params: dict[str, np.ndarray], batch_size: int, mean: np.ndarray,
-                 inv_std: np.ndarray, fused: bool = True, w1_order: str | None = None):
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        batch_size: int,
+        mean: np.ndarray,
+        inv_std: np.ndarray,
+        fused: bool = True,
+        w1_order: str | None = None,
+    ):
         self.params = params
         dtype = params["W1"].dtype
         self.gemm = fused_gemm(dtype) if fused else None
@@ -64,9 +74,9 @@ class SGDStep:
         self.scale2 = np.ascontiguousarray(np.broadcast_to(self.scale, (2, d_in)))
         self.offset = (np.asarray(mean, dtype=np.float64) * inv_std).astype(dtype)
         self.raw = np.empty((batch_size, d_in), dtype=np.uint8)
-        self.x = np.empty((batch_size + 1, d_in), dtype=dtype)      # + the offset row
-        self.s1 = np.empty((batch_size + 1, hidden), dtype=dtype)   # + o·W1ᵀ
-        self.gh = np.empty((batch_size + 1, hidden), dtype=dtype)   # + (−Σ Gh)
+        self.x = np.empty((batch_size + 1, d_in), dtype=dtype)  # + the offset row
+        self.s1 = np.empty((batch_size + 1, hidden), dtype=dtype)  # + o·W1ᵀ
+        self.gh = np.empty((batch_size + 1, hidden), dtype=dtype)  # + (−Σ Gh)
         self.bias = np.empty(hidden, dtype=dtype)
         self.active = np.empty((batch_size, hidden), dtype=bool)
         self.grads = {name: np.empty_like(p) for name, p in params.items()}
@@ -79,7 +89,10 @@ class SGDStep:
         Column-major, the softmax's reductions over the K classes of each row run as
         elementwise operations over whole columns instead of K-long row reductions."""
         if b not in self._scores:
-            self._scores[b] = (np.empty((b, self.n_classes), dtype=self.dtype, order="F"), np.arange(b))
+            self._scores[b] = (
+                np.empty((b, self.n_classes), dtype=self.dtype, order="F"),
+                np.arange(b),
+            )
         return self._scores[b]
 
     def load_batch(self, x_rows: np.ndarray, idx: np.ndarray) -> int:
@@ -104,7 +117,7 @@ class SGDStep:
 
     def _forward(self, b: int, y: np.ndarray) -> None:
         """s1 ← H = ReLU(Xₙ W1ᵀ + b1), s ← P − Y (softmax minus one-hot), for the first b rows."""
-        x, s1 = self.x[:b + 1], self.s1[:b + 1]
+        x, s1 = self.x[: b + 1], self.s1[: b + 1]
         if self.gemm is None:
             np.matmul(x, self.params["W1"].T, out=s1)
         else:
@@ -114,10 +127,10 @@ class SGDStep:
     def _head(self, b: int, y: np.ndarray) -> None:
         """Everything of the forward pass after the W1 GEMM (self.s1 holds X W1ᵀ and o·W1ᵀ)."""
         p, gemm = self.params, self.gemm
-        s1 = self.s1[:b + 1]
+        s1 = self.s1[: b + 1]
         s, rows = self.scores_buffer(b)
         h = s1[:b]
-        np.subtract(p["b1"], s1[b], out=self.bias)   # b1 − o·W1ᵀ
+        np.subtract(p["b1"], s1[b], out=self.bias)  # b1 − o·W1ᵀ
         h += self.bias
         np.maximum(h, 0, out=h)
         if gemm is None:
@@ -128,7 +141,7 @@ class SGDStep:
         s -= s.max(axis=1, keepdims=True)
         np.exp(s, out=s)
         s /= s.sum(axis=1, keepdims=True)
-        s.T[y, rows] -= 1.0   # P − Y: one entry per row
+        s.T[y, rows] -= 1.0  # P − Y: one entry per row
 
     def _hidden_grad(self, b: int) -> np.ndarray:
         """Gh = (G W2) ⊙ ReLU'(S1) (W2 before any update), then the row −Σᵢ Ghᵢ; returns b + 1 rows."""
@@ -143,19 +156,19 @@ class SGDStep:
         total = self.gh[b]
         gh.sum(axis=0, out=total)
         np.negative(total, out=total)
-        return self.gh[:b + 1]
+        return self.gh[: b + 1]
 
     def gradients(self, b: int, y: np.ndarray, lam: float) -> dict[str, np.ndarray]:
         """∂cost/∂θ for the first b rows of self.x with labels y, into self.grads."""
         p, g = self.params, self.grads
         self._forward(b, y)
         h, s = self.s1[:b], self.scores_buffer(b)[0]
-        s *= 1.0 / b                            # G = (P − Y) / b
+        s *= 1.0 / b  # G = (P − Y) / b
         gh = self._hidden_grad(b)
         np.matmul(s.T, h, out=g["W2"])
         g["W2"] += (2.0 * lam) * p["W2"]
         s.sum(axis=0, out=g["b2"])
-        np.matmul(gh.T, self.x[:b + 1], out=g["W1"])   # Ghᵀ(X − 1·o) through the extra rows
+        np.matmul(gh.T, self.x[: b + 1], out=g["W1"])  # Ghᵀ(X − 1·o) through the extra rows
         g["W1"] += (2.0 * lam) * p["W1"]
         np.negative(gh[b], out=g["b1"])
         return g
@@ -167,7 +180,9 @@ class SGDStep:
             g *= eta
             p -= g
 
-    def step(self, x_rows: np.ndarray, y_rows: np.ndarray, idx: np.ndarray, lam: float, eta: float) -> None:
+    def step(
+        self, x_rows: np.ndarray, y_rows: np.ndarray, idx: np.ndarray, lam: float, eta: float
+    ) -> None:
         """One SGD step on rows idx: θ ← θ − η ∂cost/∂θ, the weight updates fused into the GEMMs."""
         b = self.load_batch(x_rows, idx)
         if self.gemm is None:
@@ -177,7 +192,7 @@ class SGDStep:
         self._forward(b, y_rows[idx])
         alpha, beta = -eta / b, 1.0 - 2.0 * eta * lam
         gh = self._update_head(b, alpha, beta)
-        update_w1(self.gemm, self.params["W1"], gh, self.x[:b + 1], alpha, beta)
+        update_w1(self.gemm, self.params["W1"], gh, self.x[: b + 1], alpha, beta)
 
     def _update_head(self, b: int, alpha: float, beta: float) -> np.ndarray:
         """After `_forward`: W2, b2, b1 updated in place (fused); returns Gh (b + 1 rows) for W1."""

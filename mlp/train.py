@@ -1,4 +1,5 @@
 """Mini-batch SGD with a cyclic (or constant) learning rate, recording loss/cost/accuracy."""
+
 from __future__ import annotations
 
 import math
@@ -62,9 +63,19 @@ def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, see
         penalty = float(l2_penalty(params))
         tr = evaluate(params, ds.train, ds.mean, ds.inv_std, lam, penalty)
         va = evaluate(params, ds.val, ds.mean, ds.inv_std, lam, penalty)
-        history.append({"step": t, "epoch": t / steps_per_epoch, "eta": eta_at(t),
-                        "train_loss": tr["loss"], "train_cost": tr["cost"], "train_acc": tr["acc"],
-                        "val_loss": va["loss"], "val_cost": va["cost"], "val_acc": va["acc"]})
+        history.append(
+            {
+                "step": t,
+                "epoch": t / steps_per_epoch,
+                "eta": eta_at(t),
+                "train_loss": tr["loss"],
+                "train_cost": tr["cost"],
+                "train_acc": tr["acc"],
+                "val_loss": va["loss"],
+                "val_cost": va["cost"],
+                "val_acc": va["acc"],
+            }
+        )
         eval_s += time.perf_counter() - start
         progress.record(t, tr["loss"])
 
@@ -79,7 +90,7 @@ def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, see
         for lo in range(0, n, batch):
             if t >= steps:
                 break
-            stepper.step(ds.train.x, ds.train.y, order[lo:lo + batch], lam, etas[t])
+            stepper.step(ds.train.x, ds.train.y, order[lo : lo + batch], lam, etas[t])
             t += 1
             if t >= progress.next_step:
                 progress.step(t)
@@ -87,5 +98,11 @@ def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, see
                 record(t)
     total = time.perf_counter() - start
     progress.close()
-    return {"history": history, "n_s": n_s, "steps": steps, "train_s": total, "eval_s": eval_s,
-            "samples_per_s": steps * batch / max(total - eval_s, 1e-9)}
+    return {
+        "history": history,
+        "n_s": n_s,
+        "steps": steps,
+        "train_s": total,
+        "eval_s": eval_s,
+        "samples_per_s": steps * batch / max(total - eval_s, 1e-9),
+    }

@@ -1,4 +1,5 @@
 """Config checks that run before any data is read or any step is taken."""
+
 from __future__ import annotations
 
 from mlp.errors import UserError
@@ -27,12 +28,16 @@ def check_config(cfg) -> None:
     _positive_int(cfg.model.hidden, "model.hidden")
     t = cfg.train
     if t.schedule not in SCHEDULES:
-        raise UserError(f"train.schedule={t.schedule!r} is not allowed (allowed: {', '.join(SCHEDULES)})")
+        raise UserError(
+            f"train.schedule={t.schedule!r} is not allowed (allowed: {', '.join(SCHEDULES)})"
+        )
     _positive_int(t.batch_size, "train.batch_size")
     if t.schedule == "cyclic":
         if not 0 < t.eta_min <= t.eta_max:
-            raise UserError(f"train.eta_min={t.eta_min} and train.eta_max={t.eta_max} "
-                            "must satisfy 0 < eta_min ≤ eta_max")
+            raise UserError(
+                f"train.eta_min={t.eta_min} and train.eta_max={t.eta_max} "
+                "must satisfy 0 < eta_min ≤ eta_max"
+            )
         if t.n_s is not None:
             _positive_int(t.n_s, "train.n_s")
         else:
@@ -50,15 +55,27 @@ def check_config(cfg) -> None:
     if t.blas_threads is not None:
         _positive_int(t.blas_threads, "train.blas_threads")
     if lam is None and "search" not in cfg:
-        raise UserError("lambda=null needs a search interval (search.low, search.high) to draw it from")
+        raise UserError(
+            "lambda=null needs a search interval (search.low, search.high) to draw it from"
+        )
     if "search" in cfg and "low" in cfg.search and not 0 < cfg.search.low <= cfg.search.high:
-        raise UserError(f"search.low={cfg.search.low} and search.high={cfg.search.high} must satisfy 0 < low ≤ high")
+        raise UserError(
+            f"search.low={cfg.search.low} and search.high={cfg.search.high} must satisfy 0 < low ≤ high"
+        )
 
 
 def check_data_fits(cfg, n_train: int) -> None:
     """Checks that need the split sizes (after loading, still before training)."""
     if cfg.kind == "train" and cfg.train.batch_size > n_train:
-        raise UserError(f"train.batch_size={cfg.train.batch_size} is larger than the training set ({n_train} images)")
-    if cfg.kind == "train" and cfg.train.schedule == "cyclic" and cfg.train.n_s is None \
-            and cfg.train.n_s_epochs * (n_train // cfg.train.batch_size) < 1:
-        raise UserError(f"n_s would be 0 for {n_train} training images at batch size {cfg.train.batch_size}")
+        raise UserError(
+            f"train.batch_size={cfg.train.batch_size} is larger than the training set ({n_train} images)"
+        )
+    if (
+        cfg.kind == "train"
+        and cfg.train.schedule == "cyclic"
+        and cfg.train.n_s is None
+        and cfg.train.n_s_epochs * (n_train // cfg.train.batch_size) < 1
+    ):
+        raise UserError(
+            f"n_s would be 0 for {n_train} training images at batch size {cfg.train.batch_size}"
+        )

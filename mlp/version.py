@@ -7,5 +7,6 @@ results of old and new code. 2: the normalisation's mean folded into the GEMMs, 
 column-major, chunked evaluation through SciPy's gemm (2026-11-27).
 
 A module of its own so the sweep driver can key its store without importing the numerics."""
+
 RESULT_VERSION = 1
 NUMERICS_VERSION = 2

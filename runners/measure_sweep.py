@@ -7,6 +7,7 @@
 
 Prints the figures and writes them as JSON under outputs/sweeps/_measure/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,11 +42,28 @@ def fanout_once(args, out: Path, r: int, ray_first: bool) -> dict:
     """One Ray sweep and one basic-launcher run of the same 6 jobs, in the given order."""
     cores = os.cpu_count()
     sweep_dir, basic_dir = out / f"fanout_ray_{r}", out / f"fanout_basic_{r}"
-    ray_cmd = [sys.executable, "runners/sweep.py", "-m", "experiment=lambda_coarse", f"data={args.data}",
-               f"lambda={','.join(GRID)}", "seed=0", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={out / 'store'}",
-               "sweep.force=true", "sweep.progress=false"]
-    basic_cmd = [*TRAIN_MULTIRUN, "-m", "experiment=lambda_coarse", f"data={args.data}",
-                 f"lambda={','.join(GRID)}", "seed=0", f"hydra.sweep.dir={basic_dir}"]
+    ray_cmd = [
+        sys.executable,
+        "runners/sweep.py",
+        "-m",
+        "experiment=lambda_coarse",
+        f"data={args.data}",
+        f"lambda={','.join(GRID)}",
+        "seed=0",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"sweep.store={out / 'store'}",
+        "sweep.force=true",
+        "sweep.progress=false",
+    ]
+    basic_cmd = [
+        *TRAIN_MULTIRUN,
+        "-m",
+        "experiment=lambda_coarse",
+        f"data={args.data}",
+        f"lambda={','.join(GRID)}",
+        "seed=0",
+        f"hydra.sweep.dir={basic_dir}",
+    ]
     if ray_first:
         ray_wall, basic_wall = run(ray_cmd), run(basic_cmd)
     else:
@@ -56,19 +74,30 @@ def fanout_once(args, out: Path, r: int, ray_first: bool) -> dict:
     train_sum = sum(r["train_s"] for r in res)
     start = summary["ray_start_s"]
     return {
-        "order": "ray,basic" if ray_first else "basic,ray", "cores": cores, "jobs": len(res),
-        "ray_sweep_wall_s": ray_wall, "basic_sequential_wall_s": basic_wall,
+        "order": "ray,basic" if ray_first else "basic,ray",
+        "cores": cores,
+        "jobs": len(res),
+        "ray_sweep_wall_s": ray_wall,
+        "basic_sequential_wall_s": basic_wall,
         "wall_ratio_ray_over_basic": ray_wall / basic_wall,
-        "ray_start_s": start, "startup_to_first_job_s": summary["startup_to_first_job_s"],
+        "ray_start_s": start,
+        "startup_to_first_job_s": summary["startup_to_first_job_s"],
         "ray_shutdown_s": summary.get("ray_shutdown_s"),
         "sum_train_s": train_sum,
         "efficiency": train_sum / (cores * (ray_wall - start)),
-        "efficiency_to_last_result": train_sum / (cores * (summary["finished_at"] - summary["started_at"] - start)),
-        "per_job_wall_minus_train_s_median": statistics.median(r["task_wall_s"] - r["train_s"] for r in res),
-        "per_job_task_minus_experiment_s_median": statistics.median(r["task_wall_s"] - r["wall_s"] for r in res),
+        "efficiency_to_last_result": train_sum
+        / (cores * (summary["finished_at"] - summary["started_at"] - start)),
+        "per_job_wall_minus_train_s_median": statistics.median(
+            r["task_wall_s"] - r["train_s"] for r in res
+        ),
+        "per_job_task_minus_experiment_s_median": statistics.median(
+            r["task_wall_s"] - r["wall_s"] for r in res
+        ),
         "ray_train_s_per_job": sorted(round(r["train_s"], 2) for r in res),
         "basic_train_s_per_job": sorted(round(r["train_s"], 2) for r in basic),
-        "val_acc_by_lambda": {r["lambda"]: r["val_acc"] for r in sorted(res, key=lambda r: r["lambda"])},
+        "val_acc_by_lambda": {
+            r["lambda"]: r["val_acc"] for r in sorted(res, key=lambda r: r["lambda"])
+        },
     }
 
 
@@ -77,26 +106,47 @@ def fanout(args, out: Path) -> dict:
     tens of percent over a minute, and a fixed order would hand the drift to one side."""
     rounds = [fanout_once(args, out, r, ray_first=(r % 2 == 0)) for r in range(args.rounds)]
     med = lambda key: statistics.median(r[key] for r in rounds)  # noqa: E731
-    return {"rounds": len(rounds),
-            "wall_ratio_ray_over_basic_median": med("wall_ratio_ray_over_basic"),
-            "efficiency_median": med("efficiency"), "efficiency_min": min(r["efficiency"] for r in rounds),
-            "startup_to_first_job_s_median": med("startup_to_first_job_s"),
-            "per_job_wall_minus_train_s_median": med("per_job_wall_minus_train_s_median"),
-            "per_round": rounds}
+    return {
+        "rounds": len(rounds),
+        "wall_ratio_ray_over_basic_median": med("wall_ratio_ray_over_basic"),
+        "efficiency_median": med("efficiency"),
+        "efficiency_min": min(r["efficiency"] for r in rounds),
+        "startup_to_first_job_s_median": med("startup_to_first_job_s"),
+        "per_job_wall_minus_train_s_median": med("per_job_wall_minus_train_s_median"),
+        "per_round": rounds,
+    }
 
 
 def memory(args, out: Path) -> dict:
     """Peak of the summed PSS (shared pages split between their users) of the driver's whole
     process tree: driver, Ray's GCS/raylet/agents and the workers."""
     sweep_dir = out / "memory_final"
-    cmd = [sys.executable, "runners/sweep.py", "-m", "experiment=final", f"data={args.data}", "seed=0,1",
-           f"train.cycles={args.cycles}", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={out / 'store'}",
-           "sweep.force=true", "sweep.progress=false", "sweep.ray.num_cpus=2", f"sweep.data={args.sweep_data}"]
+    cmd = [
+        sys.executable,
+        "runners/sweep.py",
+        "-m",
+        "experiment=final",
+        f"data={args.data}",
+        "seed=0,1",
+        f"train.cycles={args.cycles}",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"sweep.store={out / 'store'}",
+        "sweep.force=true",
+        "sweep.progress=false",
+        "sweep.ray.num_cpus=2",
+        f"sweep.data={args.sweep_data}",
+    ]
     _, peak_gib, peak_n, code = run_sampling(cmd)
     res = [json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")]
-    return {"jobs": len(res), "n_train": res[0]["n_train"] if res else None, "cycles": args.cycles,
-            "peak_pss_gib": peak_gib, "processes_at_peak": peak_n, "exit_code": code,
-            "sweep_data": args.sweep_data}
+    return {
+        "jobs": len(res),
+        "n_train": res[0]["n_train"] if res else None,
+        "cycles": args.cycles,
+        "peak_pss_gib": peak_gib,
+        "processes_at_peak": peak_n,
+        "exit_code": code,
+        "sweep_data": args.sweep_data,
+    }
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
@@ -115,10 +165,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["fanout", "memory"])
     ap.add_argument("--data", default="cifar10_jpeg")
-    ap.add_argument("--cycles", type=int, default=3, help="memory: cycles of the final jobs (size is what matters)")
-    ap.add_argument("--rounds", type=int, default=2, help="fanout: Ray/basic pairs, in alternating order")
-    ap.add_argument("--sweep-data", default="object_store", choices=["object_store", "path"],
-                    help="memory: data shipped through Ray's object store, or loaded by each task")
+    ap.add_argument(
+        "--cycles",
+        type=int,
+        default=3,
+        help="memory: cycles of the final jobs (size is what matters)",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=2, help="fanout: Ray/basic pairs, in alternating order"
+    )
+    ap.add_argument(
+        "--sweep-data",
+        default="object_store",
+        choices=["object_store", "path"],
+        help="memory: data shipped through Ray's object store, or loaded by each task",
+    )
     args = ap.parse_args()
     out = ROOT / "outputs" / "sweeps" / "_measure"
     figures = fanout(args, out) if args.what == "fanout" else memory(args, out)

@@ -9,6 +9,7 @@ difference against the untracked run of the same round, and the trackers' own ti
 (<sweep dir>/tracking_<name>.json: setup, logging per job, the wait for the tracking thread at
 the end). Extra key=value arguments go to every sweep. JSON under outputs/sweeps/_measure/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,51 +27,77 @@ SEARCH = ["search=lambda", "data=synthetic", "sweep.force=true", "sweep.progress
 
 def one_sweep(out: Path, variant: str, r: int, extra: list[str]) -> dict:
     sweep_dir = out / f"{variant}_{r}"
-    cmd = [sys.executable, str(ROOT / "runners" / "sweep.py"), *SEARCH, *extra, *VARIANTS[variant],
-           f"hydra.sweep.dir={sweep_dir}", f"sweep.store={out / 'store'}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "runners" / "sweep.py"),
+        *SEARCH,
+        *extra,
+        *VARIANTS[variant],
+        f"hydra.sweep.dir={sweep_dir}",
+        f"sweep.store={out / 'store'}",
+    ]
     if variant == "mlflow":
         cmd.append(f"hydra.callbacks.mlflow.local_store={out / 'mlruns'}")
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     summary = json.loads((sweep_dir / "sweep.json").read_text())
-    row = {"variant": variant, "round": r, "wall_s": wall, "jobs": summary["jobs"], "ran": summary["ran"],
-           "ray_start_s": summary["ray_start_s"], "startup_to_first_job_s": summary["startup_to_first_job_s"]}
+    row = {
+        "variant": variant,
+        "round": r,
+        "wall_s": wall,
+        "jobs": summary["jobs"],
+        "ran": summary["ran"],
+        "ray_start_s": summary["ray_start_s"],
+        "startup_to_first_job_s": summary["startup_to_first_job_s"],
+    }
     own = sweep_dir / f"tracking_{variant}.json"
     if own.is_file():
-        row.update({f"tracker_{k}": v for k, v in json.loads(own.read_text()).items() if k != "tracker"})
+        row.update(
+            {f"tracker_{k}": v for k, v in json.loads(own.read_text()).items() if k != "tracker"}
+        )
     return row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "sweeps" / "_measure" / "tracking")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "outputs" / "sweeps" / "_measure" / "tracking"
+    )
     args, extra = parser.parse_known_args()
     rows = []
     names = list(VARIANTS)
     for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate: no variant always first
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no variant always first
         walls = {}
         for variant in order:
             row = one_sweep(args.out, variant, r, extra)
             walls[variant] = row["wall_s"]
             rows.append(row)
-        for row in rows[-len(order):]:
+        for row in rows[-len(order) :]:
             row["overhead_s"] = row["wall_s"] - walls["none"]
             row["overhead_pct"] = 100 * row["overhead_s"] / walls["none"]
             row["overhead_ms_per_job"] = 1000 * row["overhead_s"] / row["jobs"]
-    print(f"{'variant':12} {'round':>5} {'wall s':>8} {'Δ wall %':>9} {'Δ ms/job':>9} "
-          f"{'log ms/job':>10} {'setup s':>8} {'end wait s':>10}")
+    print(
+        f"{'variant':12} {'round':>5} {'wall s':>8} {'Δ wall %':>9} {'Δ ms/job':>9} "
+        f"{'log ms/job':>10} {'setup s':>8} {'end wait s':>10}"
+    )
     for row in rows:
-        print(f"{row['variant']:12} {row['round']:5d} {row['wall_s']:8.2f} {row['overhead_pct']:9.2f} "
-              f"{row['overhead_ms_per_job']:9.1f} {row.get('tracker_log_ms_per_job', 0):10.1f} "
-              f"{row.get('tracker_setup_s', 0):8.2f} {row.get('tracker_wait_at_end_s', 0):10.3f}")
+        print(
+            f"{row['variant']:12} {row['round']:5d} {row['wall_s']:8.2f} {row['overhead_pct']:9.2f} "
+            f"{row['overhead_ms_per_job']:9.1f} {row.get('tracker_log_ms_per_job', 0):10.1f} "
+            f"{row.get('tracker_setup_s', 0):8.2f} {row.get('tracker_wait_at_end_s', 0):10.3f}"
+        )
     for variant in names[1:]:
         mine = [row for row in rows if row["variant"] == variant]
-        print(f"{variant}: median Δ wall {statistics.median(r['overhead_pct'] for r in mine):.2f} % of the "
-              f"untracked sweep; median logging {statistics.median(r['tracker_log_ms_per_job'] for r in mine):.1f} "
-              f"ms per job on the tracking thread")
+        print(
+            f"{variant}: median Δ wall {statistics.median(r['overhead_pct'] for r in mine):.2f} % of the "
+            f"untracked sweep; median logging {statistics.median(r['tracker_log_ms_per_job'] for r in mine):.1f} "
+            f"ms per job on the tracking thread"
+        )
     out = args.out / f"tracking_{time.strftime('%Y-%m-%dT%H-%M-%S')}.json"
     out.write_text(json.dumps(rows, indent=1))
     print(f"-> {out}")

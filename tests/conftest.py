@@ -1,4 +1,5 @@
 """Shared fixtures: composing the real Hydra configs, the shared archive, a per-test cache."""
+
 from __future__ import annotations
 
 import os
@@ -13,10 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 # The team's shared archive: beside the clone (/work/main -> /work/shared) or beside the worktrees
 # folder (/work/wt/<branch> -> /work/shared); MLP_SHARED_ARCHIVE names it elsewhere.
-_CANDIDATES = [ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz",
-               ROOT.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"]
-SHARED_ARCHIVE = Path(os.environ.get("MLP_SHARED_ARCHIVE", "")) if os.environ.get("MLP_SHARED_ARCHIVE") \
+_CANDIDATES = [
+    ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz",
+    ROOT.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.gz",
+]
+SHARED_ARCHIVE = (
+    Path(os.environ.get("MLP_SHARED_ARCHIVE", ""))
+    if os.environ.get("MLP_SHARED_ARCHIVE")
     else next((p for p in _CANDIDATES if p.is_file()), _CANDIDATES[0])
+)
 
 # Small synthetic settings that keep a training run to a fraction of a second.
 SMALL_SYNTHETIC = ["data=synthetic", "data.n_train=1000", "data.n_test=200", "data.batch_size=200"]
@@ -30,11 +36,13 @@ def compose_cfg(overrides: list[str]):
 @pytest.fixture
 def cfg_factory(tmp_path):
     """Compose a config with the cache redirected into the test's own folder."""
+
     def make(overrides: list[str]):
         cfg = compose_cfg(overrides)
         if "cache_dir" in cfg.data:
             cfg.data.cache_dir = str(tmp_path / "cache")
         return cfg
+
     return make
 
 
@@ -42,7 +50,9 @@ def cfg_factory(tmp_path):
 def shared_archive() -> Path:
     """The real archive; missing, a real-data test skips on a laptop but fails in CI (env CI set)."""
     if not SHARED_ARCHIVE.is_file():
-        message = f"shared CIFAR-10 archive not present at {SHARED_ARCHIVE} (set MLP_SHARED_ARCHIVE)"
+        message = (
+            f"shared CIFAR-10 archive not present at {SHARED_ARCHIVE} (set MLP_SHARED_ARCHIVE)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message + "; CI runs every real-data test", pytrace=False)
         pytest.skip(message)
@@ -54,7 +64,15 @@ def shared_cache_dir() -> str:
     return os.environ.get("MLP_CACHE_DIR", str(Path.home() / ".cache" / "mlp_study"))
 
 
-def run_cli(script: str, *args: str, cwd: Path = ROOT, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    script: str, *args: str, cwd: Path = ROOT, env_extra: dict | None = None
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, str(ROOT / "runners" / script), *args], cwd=cwd,
-                          capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "runners" / script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )

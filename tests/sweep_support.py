@@ -3,6 +3,7 @@
 Nodes are `ray start --block` processes in their own process group, stopped by that group
 only (never `ray stop`, which would stop every Ray instance on the machine).
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).parent / "ray")
 # Small synthetic jobs: 1,000 training images, a couple of seconds each at most.
-SMALL = ["data=synthetic", "data.n_train=1000", "data.n_test=200", "data.batch_size=200",
-         "train.n_s=20", "train.record_points_per_cycle=2"]
+SMALL = [
+    "data=synthetic",
+    "data.n_train=1000",
+    "data.n_test=200",
+    "data.batch_size=200",
+    "train.n_s=20",
+    "train.record_points_per_cycle=2",
+]
 
 
 def venv_env(**extra) -> dict:
@@ -30,13 +37,29 @@ def venv_env(**extra) -> dict:
     return env
 
 
-def run_sweep(tmp: Path, *args: str, timeout: float = 240, env_extra: dict | None = None,
-              sweep_dir: str = "sw") -> subprocess.CompletedProcess:
+def run_sweep(
+    tmp: Path,
+    *args: str,
+    timeout: float = 240,
+    env_extra: dict | None = None,
+    sweep_dir: str = "sw",
+) -> subprocess.CompletedProcess:
     """python runners/sweep.py ARGS with the sweep dir and the result store inside tmp."""
-    cmd = [sys.executable, str(ROOT / "runners" / "sweep.py"), *args,
-           f"hydra.sweep.dir={tmp / sweep_dir}", f"sweep.store={tmp / 'store'}"]
-    return subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout,
-                          env=venv_env(**(env_extra or {})))
+    cmd = [
+        sys.executable,
+        str(ROOT / "runners" / "sweep.py"),
+        *args,
+        f"hydra.sweep.dir={tmp / sweep_dir}",
+        f"sweep.store={tmp / 'store'}",
+    ]
+    return subprocess.run(
+        cmd,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=venv_env(**(env_extra or {})),
+    )
 
 
 def rows(sweep_dir: Path) -> list[dict]:
@@ -60,32 +83,59 @@ def free_port() -> int:
 
 def ensure_token() -> None:
     """Ray ≥ 2.60 clusters use token auth; make sure ~/.ray/auth_token exists (a fresh CI machine)."""
-    subprocess.run([RAY, "get-auth-token", "--generate"], capture_output=True, timeout=60, env=venv_env())
+    subprocess.run(
+        [RAY, "get-auth-token", "--generate"], capture_output=True, timeout=60, env=venv_env()
+    )
 
 
 class RayNode:
     """One `ray start` node (head, or a worker joining head_address) on 127.0.0.1."""
 
-    def __init__(self, log: Path, num_cpus: int, head_address: str | None = None,
-                 dashboard_port: int | None = None, hide: tuple[Path, ...] = (),
-                 env_extra: dict | None = None, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        log: Path,
+        num_cpus: int,
+        head_address: str | None = None,
+        dashboard_port: int | None = None,
+        hide: tuple[Path, ...] = (),
+        env_extra: dict | None = None,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.port = free_port() if head_address is None else None
-        cmd = [RAY, "start", "--block", "--disable-usage-stats", f"--num-cpus={num_cpus}",
-               "--node-ip-address=127.0.0.1"]
+        cmd = [
+            RAY,
+            "start",
+            "--block",
+            "--disable-usage-stats",
+            f"--num-cpus={num_cpus}",
+            "--node-ip-address=127.0.0.1",
+        ]
         if head_address is None:
             cmd += ["--head", f"--port={self.port}"]
-            cmd += ([f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1"] if dashboard_port
-                    else ["--include-dashboard=false"])
+            cmd += (
+                [f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1"]
+                if dashboard_port
+                else ["--include-dashboard=false"]
+            )
         else:
             cmd += [f"--address={head_address}"]
         cmd += list(extra_args)
         self.log = log
         ensure_token()
-        env = {"RAY_AUTH_MODE": "token", **(env_extra or {})}  # Ray's default; a joining node must say so
+        env = {
+            "RAY_AUTH_MODE": "token",
+            **(env_extra or {}),
+        }  # Ray's default; a joining node must say so
         if hide:
             cmd = in_own_mounts(cmd, hide, stash=log.parent / f"{log.stem}.venv")
-        self.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True, cwd=log.parent, env=venv_env(**env))
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=open(log, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=log.parent,
+            env=venv_env(**env),
+        )
         self.address = f"127.0.0.1:{self.port}" if self.port else head_address
 
     def wait_started(self, timeout: float = 90) -> None:
@@ -119,8 +169,12 @@ def in_own_mounts(cmd: list[str], hide: tuple[Path, ...], stash: Path) -> list[s
     q = shlex.quote
     lines = ["set -e", f"mkdir -p {q(str(stash))}", f"mount --bind {q(str(venv))} {q(str(stash))}"]
     lines += [f"mount -t tmpfs tmpfs {q(str(folder))}" for folder in hide]
-    lines += [f"mkdir -p {q(str(venv))}", f"mount --bind {q(str(stash))} {q(str(venv))}", "cd /",
-              "exec " + " ".join(q(c) for c in cmd)]
+    lines += [
+        f"mkdir -p {q(str(venv))}",
+        f"mount --bind {q(str(stash))} {q(str(venv))}",
+        "cd /",
+        "exec " + " ".join(q(c) for c in cmd),
+    ]
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines)]
 
 
@@ -137,17 +191,24 @@ def stop_nodes(nodes: list[RayNode]) -> None:
 
 def wait_for_nodes(address: str, n: int, timeout: float = 60) -> None:
     """Block until the cluster reports n alive nodes (checked from a throwaway driver)."""
-    code = ("import ray,sys,time\n"
-            "from mlp.sweep.ray_session import _probe, _use_token_auth\n"
-            f"addr={address!r}\n"
-            "_probe(addr, 5) and _use_token_auth(addr)\n"
-            "ray.init(address=addr, logging_level='ERROR', log_to_driver=False)\n"
-            f"t=time.time()\n"
-            f"while len([x for x in ray.nodes() if x['Alive']]) < {n} and time.time()-t < {timeout}: time.sleep(0.3)\n"
-            f"sys.exit(0 if len([x for x in ray.nodes() if x['Alive']]) >= {n} else 1)\n")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout + 30,
-                   env=venv_env(RAY_AUTH_MODE="token"),  # set before `import ray`, which reads it
-                   cwd=ROOT, capture_output=True)
+    code = (
+        "import ray,sys,time\n"
+        "from mlp.sweep.ray_session import _probe, _use_token_auth\n"
+        f"addr={address!r}\n"
+        "_probe(addr, 5) and _use_token_auth(addr)\n"
+        "ray.init(address=addr, logging_level='ERROR', log_to_driver=False)\n"
+        f"t=time.time()\n"
+        f"while len([x for x in ray.nodes() if x['Alive']]) < {n} and time.time()-t < {timeout}: time.sleep(0.3)\n"
+        f"sys.exit(0 if len([x for x in ray.nodes() if x['Alive']]) >= {n} else 1)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        timeout=timeout + 30,
+        env=venv_env(RAY_AUTH_MODE="token"),  # set before `import ray`, which reads it
+        cwd=ROOT,
+        capture_output=True,
+    )
 
 
 def _ppid(pid: int) -> int:
@@ -179,8 +240,13 @@ def task_pids(ancestor: int, name: str = "ray::mlp_sweep_job") -> list[int]:
     return pids
 
 
-RAY_PROCESS_MARKS = (b"gcs_server", b"raylet", b"autoscaler/_private/monitor.py", b"log_monitor.py",
-                     b"default_worker.py")
+RAY_PROCESS_MARKS = (
+    b"gcs_server",
+    b"raylet",
+    b"autoscaler/_private/monitor.py",
+    b"log_monitor.py",
+    b"default_worker.py",
+)
 
 
 def ray_processes(cwd: Path | None = None) -> set[int]:
@@ -241,11 +307,25 @@ class JobLog(Callback):
     def on_job_start(self, config, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
 
-        self._write({"event": "start", "num": HydraConfig.get().job.num, "lambda": config["lambda"],
-                     "seed": config.seed, "has_task_function": kwargs.get("task_function") is not None})
+        self._write(
+            {
+                "event": "start",
+                "num": HydraConfig.get().job.num,
+                "lambda": config["lambda"],
+                "seed": config.seed,
+                "has_task_function": kwargs.get("task_function") is not None,
+            }
+        )
 
     def on_job_end(self, config, job_return, **kwargs) -> None:
         ok = job_return.status.name == "COMPLETED"
-        self._write({"event": "end", "lambda": config["lambda"], "seed": config.seed,
-                     "status": job_return.status.name, "cfg_lambda": job_return.cfg["lambda"],
-                     "val_acc": job_return.return_value["val_acc"] if ok else None})
+        self._write(
+            {
+                "event": "end",
+                "lambda": config["lambda"],
+                "seed": config.seed,
+                "status": job_return.status.name,
+                "cfg_lambda": job_return.cfg["lambda"],
+                "val_acc": job_return.return_value["val_acc"] if ok else None,
+            }
+        )

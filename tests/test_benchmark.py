@@ -1,6 +1,7 @@
 """Smoke test of the benchmark tool: `--quick` runs end to end and writes its table.
 
 No timing assertions here (the benchmark reports figures; it is not a test of them)."""
+
 import csv
 import subprocess
 import sys
@@ -14,8 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_benchmark_quick_writes_its_table(tmp_path):
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, "runners/benchmark.py", "--quick", "--steps", "5", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "runners/benchmark.py", "--quick", "--steps", "5", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     csvs, mds = list(out.glob("*-quick.csv")), list(out.glob("*-quick.md"))
     assert len(csvs) == 1 and len(mds) == 1
@@ -38,8 +44,13 @@ def test_benchmark_quick_writes_its_table(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_rejects_unknown_part(tmp_path):
-    proc = subprocess.run([sys.executable, "runners/benchmark.py", "--parts", "step,warp", "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "runners/benchmark.py", "--parts", "step,warp", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "warp" in proc.stderr and "allowed" in proc.stderr
     assert not list(tmp_path.iterdir())

@@ -1,4 +1,5 @@
 """The decode-once cache: reuse, atomic writes, and one decode for concurrent processes."""
+
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -11,8 +12,12 @@ from mlp.data import cache
 
 def fake_arrays(seed: int = 0):
     rng = np.random.default_rng(seed)
-    return {"train_x": rng.integers(0, 256, (8, 3072), dtype=np.uint8), "train_y": np.arange(8, dtype=np.uint8) % 10,
-            "test_x": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "test_y": np.arange(4, dtype=np.uint8)}
+    return {
+        "train_x": rng.integers(0, 256, (8, 3072), dtype=np.uint8),
+        "train_y": np.arange(8, dtype=np.uint8) % 10,
+        "test_x": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+        "test_y": np.arange(4, dtype=np.uint8),
+    }
 
 
 def test_second_load_reuses_cache_memory_mapped(tmp_path):
@@ -75,8 +80,10 @@ def test_concurrent_processes_decode_once(tmp_path):
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(3)
     counter = tmp_path / "decodes"
-    procs = [ctx.Process(target=_slow_decode_worker, args=(str(tmp_path / "c"), str(counter), barrier))
-             for _ in range(3)]
+    procs = [
+        ctx.Process(target=_slow_decode_worker, args=(str(tmp_path / "c"), str(counter), barrier))
+        for _ in range(3)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -94,7 +101,12 @@ def test_truncated_cache_file_is_rebuilt_with_one_line(tmp_path, capsys):
     capsys.readouterr()
     arrays, decoded = cache.cached_arrays(tmp_path, "k", "abc", fake_arrays)
     err = capsys.readouterr().err.strip().splitlines()
-    assert decoded and len(err) == 1 and err[0].startswith("note: decode cache") and "rebuilding" in err[0]
+    assert (
+        decoded
+        and len(err) == 1
+        and err[0].startswith("note: decode cache")
+        and "rebuilding" in err[0]
+    )
     np.testing.assert_array_equal(arrays["train_x"], fake_arrays()["train_x"])
     _, again = cache.cached_arrays(tmp_path, "k", "abc", fake_arrays)  # repaired: no third decode
     assert not again and capsys.readouterr().err == ""

@@ -1,4 +1,5 @@
 """The image-folder loader on tiny archives built here, and on the shared CIFAR-10 archive when present."""
+
 import io
 import tarfile
 from pathlib import Path
@@ -15,13 +16,20 @@ from mlp.errors import UserError
 
 def png_bytes(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")  # lossless, so pixel layout can be checked exactly
+    Image.fromarray(pixels).save(
+        buf, format="PNG"
+    )  # lossless, so pixel layout can be checked exactly
     return buf.getvalue()
 
 
 def make_images(rng, per_class: int = 2) -> dict[str, dict[str, list[np.ndarray]]]:
-    return {split: {c: [rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8) for _ in range(per_class)]
-                    for c in CLASSES} for split in ("train", "test")}
+    return {
+        split: {
+            c: [rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8) for _ in range(per_class)]
+            for c in CLASSES
+        }
+        for split in ("train", "test")
+    }
 
 
 def write_tree(root: Path, images, top: str | None = "cifar10-tiny") -> Path:
@@ -76,7 +84,9 @@ def test_unknown_class_folder_is_named(cfg_factory, tmp_path):
     images = make_images(np.random.default_rng(1), per_class=1)
     folder = write_tree(tmp_path / "src", images)
     (folder / "cifar10-tiny" / "train" / "unicorn").mkdir()
-    (folder / "cifar10-tiny" / "train" / "unicorn" / "0000.png").write_bytes(png_bytes(images["train"]["cat"][0]))
+    (folder / "cifar10-tiny" / "train" / "unicorn" / "0000.png").write_bytes(
+        png_bytes(images["train"]["cat"][0])
+    )
     with pytest.raises(UserError, match="unknown class folder 'unicorn'"):
         load_raw(jpeg_cfg(cfg_factory, tar_tree(folder, tmp_path / "bad.tar.gz")))
 

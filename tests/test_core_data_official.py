@@ -1,4 +1,5 @@
 """The official-format loader on batch files the tests write themselves in the official pickle format."""
+
 import hashlib
 import http.server
 import pickle
@@ -19,8 +20,10 @@ N_PER_BATCH = 12
 def make_batches(rng) -> dict[str, tuple[np.ndarray, list[int]]]:
     out = {}
     for name in TRAIN_FILES + ("test_batch",):
-        out[name] = (rng.integers(0, 256, size=(N_PER_BATCH, 3072), dtype=np.uint8),
-                     rng.integers(0, 10, size=N_PER_BATCH).tolist())
+        out[name] = (
+            rng.integers(0, 256, size=(N_PER_BATCH, 3072), dtype=np.uint8),
+            rng.integers(0, 10, size=N_PER_BATCH).tolist(),
+        )
     return out
 
 
@@ -42,7 +45,9 @@ def write_archive(path: Path, folder: Path) -> Path:
 
 
 def data_cfg(cfg_factory, root: Path, **extra):
-    cfg = cfg_factory(["data=cifar10", f"data.root={root}", "data.batch_size=12", "data.download.enabled=false"])
+    cfg = cfg_factory(
+        ["data=cifar10", f"data.root={root}", "data.batch_size=12", "data.download.enabled=false"]
+    )
     for k, v in extra.items():
         cfg.data[k] = v
     return cfg.data
@@ -70,26 +75,48 @@ def test_reads_extracted_folder_and_archive_identically(cfg_factory, tmp_path):
 
 def test_batch_k_is_data_batch_k(cfg_factory, tmp_path):
     from mlp.data import build_dataset
+
     batches = make_batches(np.random.default_rng(1))
     write_folder(tmp_path / "cifar-10-batches-py", batches)
-    cfg = cfg_factory(["data=cifar10", f"data.root={tmp_path}", "data.batch_size=12",
-                       "split.train_batches=[3]", "split.val_batch=5"])
+    cfg = cfg_factory(
+        [
+            "data=cifar10",
+            f"data.root={tmp_path}",
+            "data.batch_size=12",
+            "split.train_batches=[3]",
+            "split.val_batch=5",
+        ]
+    )
     ds = build_dataset(load_raw(cfg.data), cfg.split, 12)
     np.testing.assert_array_equal(ds.train.x, batches["data_batch_3"][0])
     np.testing.assert_array_equal(ds.val.x, batches["data_batch_5"][0])
 
 
-@pytest.mark.parametrize("name,corrupt,message", [
-    ("data_batch_2", lambda raw: raw[: len(raw) // 2], "not a readable CIFAR-10 pickle"),
-    ("data_batch_1", lambda raw: b"garbage", "not a readable CIFAR-10 pickle"),
-    ("test_batch", lambda raw: pickle.dumps({b"data": np.zeros((3, 100), np.uint8), b"labels": [0, 1, 2]}),
-     "must be uint8 of shape"),
-    ("data_batch_4", lambda raw: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}),
-     "labels out of range"),
-    ("data_batch_5", lambda raw: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}),
-     "labels for 2 images"),
-])
-def test_bad_batch_files_give_one_line_naming_the_file(cfg_factory, tmp_path, name, corrupt, message):
+@pytest.mark.parametrize(
+    "name,corrupt,message",
+    [
+        ("data_batch_2", lambda raw: raw[: len(raw) // 2], "not a readable CIFAR-10 pickle"),
+        ("data_batch_1", lambda raw: b"garbage", "not a readable CIFAR-10 pickle"),
+        (
+            "test_batch",
+            lambda raw: pickle.dumps({b"data": np.zeros((3, 100), np.uint8), b"labels": [0, 1, 2]}),
+            "must be uint8 of shape",
+        ),
+        (
+            "data_batch_4",
+            lambda raw: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}),
+            "labels out of range",
+        ),
+        (
+            "data_batch_5",
+            lambda raw: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}),
+            "labels for 2 images",
+        ),
+    ],
+)
+def test_bad_batch_files_give_one_line_naming_the_file(
+    cfg_factory, tmp_path, name, corrupt, message
+):
     batches = make_batches(np.random.default_rng(2))
     write_folder(tmp_path / "cifar-10-batches-py", batches, {name: corrupt})
     with pytest.raises(UserError) as err:
@@ -99,7 +126,9 @@ def test_bad_batch_files_give_one_line_naming_the_file(cfg_factory, tmp_path, na
 
 def test_truncated_archive_is_reported(cfg_factory, tmp_path):
     batches = make_batches(np.random.default_rng(3))
-    archive = write_archive(tmp_path / "cifar-10-python.tar.gz", write_folder(tmp_path / "src", batches))
+    archive = write_archive(
+        tmp_path / "cifar-10-python.tar.gz", write_folder(tmp_path / "src", batches)
+    )
     data = archive.read_bytes()
     archive.write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="corrupted or truncated archive"):
@@ -112,7 +141,9 @@ def test_missing_data_without_download_says_where_to_put_it(cfg_factory, tmp_pat
 
 
 def _serve(directory: Path):
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(directory), **k)  # noqa: E731
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(
+        *a, directory=str(directory), **k
+    )  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -122,13 +153,22 @@ def test_download_verifies_md5_then_reads(cfg_factory, tmp_path):
     batches = make_batches(np.random.default_rng(4))
     served = tmp_path / "served"
     served.mkdir()
-    archive = write_archive(served / "cifar-10-python.tar.gz", write_folder(tmp_path / "src", batches))
+    archive = write_archive(
+        served / "cifar-10-python.tar.gz", write_folder(tmp_path / "src", batches)
+    )
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     server = _serve(served)
     try:
         url = f"http://127.0.0.1:{server.server_port}/cifar-10-python.tar.gz"
-        cfg = cfg_factory(["data=cifar10", f"data.root={tmp_path / 'dl'}", f"data.download.url={url}",
-                           f"data.download.md5={md5}", "data.download.timeout_s=5"])
+        cfg = cfg_factory(
+            [
+                "data=cifar10",
+                f"data.root={tmp_path / 'dl'}",
+                f"data.download.url={url}",
+                f"data.download.md5={md5}",
+                "data.download.timeout_s=5",
+            ]
+        )
         check_arrays(load_raw(cfg.data), batches)
         assert (tmp_path / "dl" / "cifar-10-python.tar.gz").is_file()
         cfg.data.root = str(tmp_path / "dl2")
@@ -141,8 +181,14 @@ def test_download_verifies_md5_then_reads(cfg_factory, tmp_path):
 
 
 def test_offline_download_fails_with_one_line(cfg_factory, tmp_path):
-    cfg = cfg_factory(["data=cifar10", f"data.root={tmp_path / 'dl'}",
-                       "data.download.url=http://127.0.0.1:9/cifar-10-python.tar.gz", "data.download.timeout_s=2"])
+    cfg = cfg_factory(
+        [
+            "data=cifar10",
+            f"data.root={tmp_path / 'dl'}",
+            "data.download.url=http://127.0.0.1:9/cifar-10-python.tar.gz",
+            "data.download.timeout_s=2",
+        ]
+    )
     with pytest.raises(UserError) as err:
         load_raw(cfg.data)
     msg = str(err.value)

@@ -1,4 +1,5 @@
 """Every experiment config composes and validates; training is deterministic; the overfit check works."""
+
 import numpy as np
 import pytest
 from conftest import SMALL_SYNTHETIC, shared_cache_dir
@@ -8,7 +9,15 @@ from mlp.experiment import run_experiment
 from mlp.train import record_steps, resolve_n_s
 from mlp.validate import check_config
 
-EXPERIMENTS = ["gradcheck", "overfit", "cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final"]
+EXPERIMENTS = [
+    "gradcheck",
+    "overfit",
+    "cyclic_1cycle",
+    "cyclic_3cycles",
+    "lambda_coarse",
+    "lambda_fine",
+    "final",
+]
 SHORT = ["train.n_s=20", "train.cycles=1"]
 
 
@@ -30,8 +39,14 @@ def test_experiment_config_composes_and_validates(cfg_factory, name, data):
 
 def test_study_settings_in_configs(cfg_factory):
     c1 = cfg_factory(["experiment=cyclic_1cycle"])
-    assert (c1.train.eta_min, c1.train.eta_max, c1.train.n_s, c1.train.cycles, c1.train.batch_size, c1["lambda"]) \
-        == (1e-5, 1e-1, 500, 1, 100, 0.01)
+    assert (
+        c1.train.eta_min,
+        c1.train.eta_max,
+        c1.train.n_s,
+        c1.train.cycles,
+        c1.train.batch_size,
+        c1["lambda"],
+    ) == (1e-5, 1e-1, 500, 1, 100, 0.01)
     c3 = cfg_factory(["experiment=cyclic_3cycles"])
     assert (c3.train.n_s, c3.train.cycles) == (800, 3)
     coarse = cfg_factory(["experiment=lambda_coarse"])
@@ -57,13 +72,17 @@ def test_same_seed_gives_identical_history(cfg_factory):
     cfg = cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, *SHORT, "seed=4"])
     a, b = run_experiment(cfg), run_experiment(cfg)
     assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
-    other = run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, *SHORT, "seed=5"]))
+    other = run_experiment(
+        cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, *SHORT, "seed=5"])
+    )
     assert other["history"] != a["history"]
 
 
 @pytest.mark.slow
 def test_training_learns_and_records_everything(cfg_factory):
-    result = run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=40"]))
+    result = run_experiment(
+        cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=40"])
+    )
     hist = result["history"]
     assert [h["step"] for h in hist] == list(range(0, 80, 8)) + [80]
     assert hist[0]["eta"] == pytest.approx(1e-5) and hist[5]["eta"] == pytest.approx(1e-1)
@@ -71,7 +90,8 @@ def test_training_learns_and_records_everything(cfg_factory):
     assert result["val_acc"] > 0.3 and result["synthetic"] and "SYNTHETIC" in result["data_source"]
     for h in hist:  # cost = loss + λ‖W‖² ≥ loss
         assert h["train_cost"] > h["train_loss"] and h["val_cost"] - h["val_loss"] == pytest.approx(
-            h["train_cost"] - h["train_loss"])
+            h["train_cost"] - h["train_loss"]
+        )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -89,14 +109,18 @@ def test_training_runs_in_the_configured_dtype(cfg_factory, monkeypatch, dtype):
         seen.update(a.dtype.name for a in arrays)
 
     monkeypatch.setattr(SGDStep, "step", watched)
-    result = run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, *SHORT, f"dtype={dtype}"]))
+    result = run_experiment(
+        cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, *SHORT, f"dtype={dtype}"])
+    )
     assert seen == {dtype}
     assert result["val_acc"] > 0.2
 
 
 @pytest.mark.slow
 def test_overfit_on_synthetic(cfg_factory):
-    result = run_experiment(cfg_factory(["experiment=overfit", *SMALL_SYNTHETIC, "train.epochs=100"]))
+    result = run_experiment(
+        cfg_factory(["experiment=overfit", *SMALL_SYNTHETIC, "train.epochs=100"])
+    )
     assert result["n_train"] == 100
     assert result["final_train_loss"] < 0.01
     assert result["final_val_loss"] > 10 * result["final_train_loss"]
@@ -105,8 +129,16 @@ def test_overfit_on_synthetic(cfg_factory):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_overfit_on_100_real_images(cfg_factory, shared_archive):
-    cfg = cfg_factory(["experiment=overfit", "data=cifar10_jpeg", f"data.root={shared_archive}",
-                       "split.val_batch=2", "train.epochs=100", "train.record_every=1000"])
+    cfg = cfg_factory(
+        [
+            "experiment=overfit",
+            "data=cifar10_jpeg",
+            f"data.root={shared_archive}",
+            "split.val_batch=2",
+            "train.epochs=100",
+            "train.record_every=1000",
+        ]
+    )
     cfg.data.cache_dir = shared_cache_dir()
     result = run_experiment(cfg)
     assert result["n_train"] == 100 and not result["synthetic"]
@@ -116,6 +148,7 @@ def test_overfit_on_100_real_images(cfg_factory, shared_archive):
 
 def test_lambda_fine_draws_lambda_log_uniformly_from_its_seed(cfg_factory):
     from mlp.experiment import draw_lambda
+
     cfg = cfg_factory(["experiment=lambda_fine"])
     draws = [draw_lambda(cfg.search, s) for s in range(200)]
     assert len(set(draws)) == 200  # the seed picks the draw
@@ -124,5 +157,7 @@ def test_lambda_fine_draws_lambda_log_uniformly_from_its_seed(cfg_factory):
     mid = (np.log10(cfg.search.low) + np.log10(cfg.search.high)) / 2
     assert 0.35 < np.mean(logs < mid) < 0.65  # uniform in log space, not in λ
     # a run with lambda=null trains with its seed's draw
-    run = cfg_factory(["experiment=lambda_fine", *SMALL_SYNTHETIC, *SHORT, "split.val_holdout=200", "seed=7"])
+    run = cfg_factory(
+        ["experiment=lambda_fine", *SMALL_SYNTHETIC, *SHORT, "split.val_holdout=200", "seed=7"]
+    )
     assert run_experiment(run)["lambda"] == draws[7]

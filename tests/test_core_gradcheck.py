@@ -1,4 +1,5 @@
 """Gradient check through the real experiment code path, both input sizes and both dtypes."""
+
 import json
 
 import numpy as np
@@ -8,8 +9,10 @@ from conftest import SMALL_SYNTHETIC, run_cli
 from mlp.experiment import run_experiment
 from mlp.gradcheck import check_case
 
-CASES_SMALL = ["gradcheck.cases=[{name: reduced, n_samples: 2, dims: 20, max_entries: null},"
-               "{name: full, n_samples: 2, dims: 3072, max_entries: 600}]"]
+CASES_SMALL = [
+    "gradcheck.cases=[{name: reduced, n_samples: 2, dims: 20, max_entries: null},"
+    "{name: full, n_samples: 2, dims: 3072, max_entries: 600}]"
+]
 
 
 @pytest.mark.slow
@@ -44,7 +47,7 @@ def test_gradcheck_catches_a_wrong_gradient(monkeypatch):
         gh, s = self.gh[:b], self.scores_buffer(b)[0]
         np.matmul(s, self.params["W2"], out=gh)  # G W2, without ⊙ ReLU'(S1)
         np.negative(gh.sum(axis=0), out=self.gh[b])
-        return self.gh[:b + 1]
+        return self.gh[: b + 1]
 
     monkeypatch.setattr(sgd.SGDStep, "_hidden_grad", no_relu_mask)
     bad = check_case(x, y, 50, 10, 0.01, 1e-5, np.float64, 0, None)
@@ -55,9 +58,14 @@ def test_gradcheck_catches_a_wrong_gradient(monkeypatch):
 @pytest.mark.slow
 def test_gradcheck_cli_exits_nonzero_when_tolerance_exceeded(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("train.py", "experiment=gradcheck", *SMALL_SYNTHETIC,
-                   "gradcheck.cases=[{name: reduced, n_samples: 2, dims: 10, max_entries: null}]",
-                   "gradcheck.tolerance.float64=1e-20", f"hydra.run.dir={out}")
+    proc = run_cli(
+        "train.py",
+        "experiment=gradcheck",
+        *SMALL_SYNTHETIC,
+        "gradcheck.cases=[{name: reduced, n_samples: 2, dims: 10, max_entries: null}]",
+        "gradcheck.tolerance.float64=1e-20",
+        f"hydra.run.dir={out}",
+    )
     assert proc.returncode == 1, proc.stderr
     result = json.loads((out / "result.json").read_text())
     assert result["passed"] is False and result["max_rel_error"] > 1e-20

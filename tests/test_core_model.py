@@ -1,4 +1,5 @@
 """Loss/cost definitions on a hand-computed case, and the training step against its own gradients."""
+
 import numpy as np
 import pytest
 
@@ -8,8 +9,12 @@ from mlp.sgd import SGDStep
 
 def test_loss_and_cost_hand_computed():
     # 2 inputs, 2 hidden, 2 classes; hidden = ReLU([x0 - x1, x0 + x1])
-    params = {"W1": np.array([[1.0, -1.0], [1.0, 1.0]]), "b1": np.array([0.0, -1.0]),
-              "W2": np.array([[1.0, 0.0], [0.0, 2.0]]), "b2": np.array([0.5, 0.0])}
+    params = {
+        "W1": np.array([[1.0, -1.0], [1.0, 1.0]]),
+        "b1": np.array([0.0, -1.0]),
+        "W2": np.array([[1.0, 0.0], [0.0, 2.0]]),
+        "b2": np.array([0.5, 0.0]),
+    }
     x = np.array([[2.0, 1.0], [0.0, 1.0]])
     y = np.array([0, 1])
     # sample 0: h = [1, 2], s = [1.5, 4]; sample 1: h = [0, 0], s = [0.5, 0]
@@ -47,7 +52,9 @@ def test_step_gradients_match_textbook_backprop(dtype, rtol):
     b = stepper.load_batch(x_u8, idx)
     got = stepper.gradients(b, y[idx], 0.01)
     xn = (x_u8[idx] - mean) * inv_std
-    want = _reference_gradients({k: v.astype(np.float64) for k, v in params.items()}, xn, y[idx], 0.01)
+    want = _reference_gradients(
+        {k: v.astype(np.float64) for k, v in params.items()}, xn, y[idx], 0.01
+    )
     for name in want:
         scale = np.abs(want[name]).max()
         np.testing.assert_allclose(got[name], want[name], rtol=0, atol=rtol * scale, err_msg=name)
@@ -65,7 +72,9 @@ def test_step_applies_minus_eta_times_gradient_with_partial_batch():
     want = _reference_gradients(before, xn, y[idx], 0.05)
     SGDStep(params, 100, mean, inv_std).step(x_u8, y, idx, 0.05, 0.02)
     for name in params:
-        np.testing.assert_allclose(params[name], before[name] - 0.02 * want[name], rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(
+            params[name], before[name] - 0.02 * want[name], rtol=1e-10, atol=1e-13
+        )
 
 
 def test_init_is_seeded_and_scaled():

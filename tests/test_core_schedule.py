@@ -4,10 +4,18 @@ import pytest
 from mlp.schedule import cyclic_eta
 
 
-@pytest.mark.parametrize("t,expected", [
-    (0, 1e-5), (500, 1e-1), (1000, 1e-5), (250, 1e-5 + 0.5 * (1e-1 - 1e-5)),
-    (750, 1e-5 + 0.5 * (1e-1 - 1e-5)), (1500, 1e-1), (2000, 1e-5),
-])
+@pytest.mark.parametrize(
+    "t,expected",
+    [
+        (0, 1e-5),
+        (500, 1e-1),
+        (1000, 1e-5),
+        (250, 1e-5 + 0.5 * (1e-1 - 1e-5)),
+        (750, 1e-5 + 0.5 * (1e-1 - 1e-5)),
+        (1500, 1e-1),
+        (2000, 1e-5),
+    ],
+)
 def test_cyclic_eta_at_cycle_boundaries(t, expected):
     assert cyclic_eta(t, 1e-5, 1e-1, 500) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 

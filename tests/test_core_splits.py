@@ -9,19 +9,30 @@ from mlp.errors import UserError
 def raw_data(n_batches=5, per_batch=20):
     rng = np.random.default_rng(0)
     n = n_batches * per_batch
-    return RawData(rng.integers(0, 256, (n, 3072), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8),
-                   rng.integers(0, 256, (7, 3072), dtype=np.uint8), np.zeros(7, np.uint8), "test", False, False, 0.0)
+    return RawData(
+        rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        (np.arange(n) % 10).astype(np.uint8),
+        rng.integers(0, 256, (7, 3072), dtype=np.uint8),
+        np.zeros(7, np.uint8),
+        "test",
+        False,
+        False,
+        0.0,
+    )
 
 
 def split(**kw):
     from omegaconf import OmegaConf
+
     base = {"train_batches": [1], "val_batch": 2, "val_holdout": None, "train_limit": None}
     return OmegaConf.create({**base, **kw})
 
 
 def test_batches_holdout_and_stats_from_training_split_only():
     raw = raw_data()
-    ds = build_dataset(raw, split(train_batches=[1, 2, 3, 4, 5], val_batch=None, val_holdout=15), 20)
+    ds = build_dataset(
+        raw, split(train_batches=[1, 2, 3, 4, 5], val_batch=None, val_holdout=15), 20
+    )
     assert len(ds.train) == 85 and len(ds.val) == 15 and len(ds.test) == 7
     np.testing.assert_array_equal(ds.val.x, raw.train_x[85:])
     assert np.shares_memory(ds.train.x, raw.train_x)  # a view, not a copy
@@ -34,18 +45,23 @@ def test_batches_holdout_and_stats_from_training_split_only():
 def test_non_consecutive_batches_and_limit():
     raw = raw_data()
     ds = build_dataset(raw, split(train_batches=[1, 3], val_batch=5, train_limit=30), 20)
-    np.testing.assert_array_equal(ds.train.x, np.concatenate([raw.train_x[:20], raw.train_x[40:50]]))
+    np.testing.assert_array_equal(
+        ds.train.x, np.concatenate([raw.train_x[:20], raw.train_x[40:50]])
+    )
     np.testing.assert_array_equal(ds.val.x, raw.train_x[80:])
 
 
-@pytest.mark.parametrize("kw,message", [
-    ({"train_batches": [6]}, "split batch 6 does not exist"),
-    ({"val_batch": 1}, "also a training batch"),
-    ({"val_batch": None}, "exactly one of"),
-    ({"val_batch": None, "val_holdout": 20}, "split.val_holdout=20"),
-    ({"train_limit": 0}, "split.train_limit=0"),
-    ({"train_batches": []}, "empty"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"train_batches": [6]}, "split batch 6 does not exist"),
+        ({"val_batch": 1}, "also a training batch"),
+        ({"val_batch": None}, "exactly one of"),
+        ({"val_batch": None, "val_holdout": 20}, "split.val_holdout=20"),
+        ({"train_limit": 0}, "split.train_limit=0"),
+        ({"train_batches": []}, "empty"),
+    ],
+)
 def test_bad_splits(kw, message):
     with pytest.raises(UserError, match=message):
         build_dataset(raw_data(), split(**kw), 20)

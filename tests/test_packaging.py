@@ -1,5 +1,6 @@
 """A wheel, installed non-editable into a fresh venv, runs `mlp-train` from an empty folder:
 the configs ship inside the package (conf/ -> mlp.conf) and no code looks for the repository."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.slow
 
 
 def run(cmd: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=600, env=env
+    )
     assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
     return proc
 
@@ -25,29 +28,55 @@ def test_wheel_installs_and_trains_from_an_empty_folder(tmp_path):
     # built from a copy (setuptools writes build/ and *.egg-info next to the sources); pip builds
     # in isolation (fetches setuptools from PyPI once, then from its cache); no dependencies
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "outputs", "build", "*.egg-info",
-                                                             "__pycache__", "tests", "docs"))
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", src], tmp_path)
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "outputs", "build", "*.egg-info", "__pycache__", "tests", "docs"
+        ),
+    )
+    run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", src],
+        tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("mlp_study-*.whl")
     # the machine's packages, not this checkout's editable install (the venv's site is the base's)
     base = Path(getattr(sys, "_base_executable", sys.executable))
     run([base, "-m", "venv", "--system-site-packages", tmp_path / "venv"], tmp_path)
     bin_dir = tmp_path / "venv" / "bin"
-    run([bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], tmp_path)
+    run(
+        [bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel],
+        tmp_path,
+    )
 
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    where = run([bin_dir / "python", "-c", "import mlp, mlp.conf; print(mlp.__file__)"], empty, env).stdout
+    where = run(
+        [bin_dir / "python", "-c", "import mlp, mlp.conf; print(mlp.__file__)"], empty, env
+    ).stdout
     assert str(tmp_path / "venv") in where and str(ROOT) not in where
 
-    proc = run([bin_dir / "mlp-train", "experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=10"], empty, env)
+    proc = run(
+        [bin_dir / "mlp-train", "experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=10"],
+        empty,
+        env,
+    )
     (result_file,) = (empty / "outputs" / "runs" / "cyclic_1cycle").glob("*/result.json")
     assert proc.stdout.strip().splitlines()[-1] == str(result_file.resolve())
     result = json.loads(result_file.read_text())
     assert result["synthetic"] and result["steps"] == 20 and 0 < result["val_acc"] <= 1
     # every config group shipped: a wrong name lists them all
-    bad = subprocess.run([bin_dir / "mlp-train", "experiment=nope"], cwd=empty, capture_output=True, text=True,
-                         env=env, timeout=120)
-    assert bad.returncode == 2 and "allowed: cyclic_1cycle, cyclic_3cycles, final, gradcheck" in bad.stderr
+    bad = subprocess.run(
+        [bin_dir / "mlp-train", "experiment=nope"],
+        cwd=empty,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert (
+        bad.returncode == 2
+        and "allowed: cyclic_1cycle, cyclic_3cycles, final, gradcheck" in bad.stderr
+    )

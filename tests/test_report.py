@@ -1,5 +1,6 @@
 """The report on synthetic results made by real short runs: tables against pandas, figures, determinism,
 missing and corrupt results."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,13 @@ from mlp.schedule import cyclic_eta
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_CFG = OmegaConf.load(ROOT / "conf" / "report" / "report.yaml")
-SMALL = ["data=synthetic", "data.n_train=1000", "data.n_test=200", "data.batch_size=200", "train.blas_threads=1"]
+SMALL = [
+    "data=synthetic",
+    "data.n_train=1000",
+    "data.n_test=200",
+    "data.batch_size=200",
+    "train.blas_threads=1",
+]
 SEARCH = ["split.val_holdout=200", "train.n_s=8"]
 # (folder, experiment, overrides, seeds): every section of the study, some with several seeds.
 RUNS = [
@@ -38,8 +45,23 @@ RUNS = [
     ("final_a", "final", ["lambda=0.003", "split.val_holdout=100", "train.n_s=8"], [0, 1]),
     ("final_b", "final", ["lambda=0.008", "split.val_holdout=100", "train.n_s=8"], [0]),
 ]
-ALL_TABLES = {"gradcheck", "overfit", "cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final"}
-ALL_FIGURES = {"lr_schedule", "overfit", "cyclic_1cycle", "cyclic_3cycles", "final", "lambda_search"}
+ALL_TABLES = {
+    "gradcheck",
+    "overfit",
+    "cyclic_1cycle",
+    "cyclic_3cycles",
+    "lambda_coarse",
+    "lambda_fine",
+    "final",
+}
+ALL_FIGURES = {
+    "lr_schedule",
+    "overfit",
+    "cyclic_1cycle",
+    "cyclic_3cycles",
+    "final",
+    "lambda_search",
+}
 # Its fixture trains every experiment of the study on synthetic data (~40 s here).
 pytestmark = pytest.mark.slow
 
@@ -51,7 +73,9 @@ def compose_cfg(overrides, cache_dir):
         cfg = compose(config_name="config", overrides=overrides)
     if "cache_dir" in cfg.data:
         cfg.data.cache_dir = str(cache_dir)
-    if cfg.kind == "gradcheck":  # the small case only: the full 3072-dim case is the core tests' job
+    if (
+        cfg.kind == "gradcheck"
+    ):  # the small case only: the full 3072-dim case is the core tests' job
         cfg.gradcheck.cases = [{"name": "reduced", "n_samples": 2, "dims": 20, "max_entries": None}]
     return cfg
 
@@ -62,7 +86,9 @@ def results_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("results")
     for folder, experiment, overrides, seeds in RUNS:
         for seed in seeds:
-            cfg = compose_cfg([f"experiment={experiment}", f"seed={seed}", *SMALL, *overrides], root / "cache")
+            cfg = compose_cfg(
+                [f"experiment={experiment}", f"seed={seed}", *SMALL, *overrides], root / "cache"
+            )
             result = run_experiment(cfg)
             out = root / "outputs" / folder / f"seed{seed}" / "result.json"
             out.parent.mkdir(parents=True)
@@ -80,8 +106,13 @@ def by_experiment(root: Path, experiment: str) -> dict:
 
 def expected(root: Path, experiment: str) -> pd.DataFrame:
     """Mean, std and n per λ straight from the result files, with plain pandas."""
-    df = pd.DataFrame([{"lambda": r["lambda"], **{m: r[m] for m in METRICS}}
-                       for r in load_results(root) if r["experiment"] == experiment])
+    df = pd.DataFrame(
+        [
+            {"lambda": r["lambda"], **{m: r[m] for m in METRICS}}
+            for r in load_results(root)
+            if r["experiment"] == experiment
+        ]
+    )
     g = df.groupby("lambda")
     out = g[METRICS].mean().add_suffix("_mean").join(g[METRICS].std().add_suffix("_std"))
     return out.join(g.size().rename("n")).reset_index().sort_values("lambda").reset_index(drop=True)
@@ -101,13 +132,21 @@ def written(results_dir, tmp_path_factory) -> Path:
 
 
 def run_report(*args, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "runners" / "report.py"), *map(str, args)],
-                          cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "runners" / "report.py"), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 # ------------------------------------------------------------------ tables
 
-@pytest.mark.parametrize("experiment", ["cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final"])
+
+@pytest.mark.parametrize(
+    "experiment", ["cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final"]
+)
 def test_training_tables_match_pandas(written, results_dir, experiment):
     table = pd.read_csv(written / "tables" / f"{experiment}.csv")
     want = expected(results_dir, experiment)
@@ -118,7 +157,9 @@ def test_training_tables_match_pandas(written, results_dir, experiment):
     np.testing.assert_allclose(table["lambda"], want["lambda"], rtol=1e-9)
     assert list(table["n"]) == list(want["n"])
     for col in [f"{m}_mean" for m in METRICS] + [f"{m}_std" for m in METRICS]:
-        np.testing.assert_allclose(table[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-8, equal_nan=True)
+        np.testing.assert_allclose(
+            table[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-8, equal_nan=True
+        )
 
 
 def test_markdown_shows_mean_pm_std_and_n(written, results_dir):
@@ -131,7 +172,10 @@ def test_markdown_shows_mean_pm_std_and_n(written, results_dir):
     assert cells[header.index("seeds")] == "0,1,2"
     want_test = f"{100 * want['test_acc_mean']:.2f} ± {100 * want['test_acc_std']:.2f}"
     assert cells[header.index("test acc (%)")] == want_test
-    assert cells[header.index("val loss")] == f"{want['final_val_loss_mean']:.4f} ± {want['final_val_loss_std']:.4f}"
+    assert (
+        cells[header.index("val loss")]
+        == f"{want['final_val_loss_mean']:.4f} ± {want['final_val_loss_std']:.4f}"
+    )
     one = (written / "tables" / "cyclic_3cycles.md").read_text().splitlines()[2]
     assert "±" not in one  # a single seed shows its value, no spread
 
@@ -151,15 +195,18 @@ def test_chosen_lambda_is_best_mean_val_acc_without_search_file(written, results
 def test_chosen_lambda_comes_from_the_search_file(results_dir, tmp_path):
     root = tmp_path / "r"
     shutil.copytree(results_dir, root)
-    (root / "lambda_search.json").write_text(json.dumps({"chosen_lambda": 0.02, "coarse_best_lambda": 0.01,
-                                                         "fine_best_val_acc": 0.5}))
+    (root / "lambda_search.json").write_text(
+        json.dumps({"chosen_lambda": 0.02, "coarse_best_lambda": 0.01, "fine_best_val_acc": 0.5})
+    )
     rep = build_report(gather([root]), REPORT_CFG)
     assert rep.chosen_lambda == 0.02
     fine = rep.tables["lambda_fine"].frame
     assert list(fine.loc[fine["chosen"], "lambda"]) == [0.02]
     assert not rep.tables["lambda_coarse"].frame["chosen"].any()
     assert "Chosen λ: **0.02**" in rep.markdown
-    other = tmp_path / "other_search"  # a search file beside none of these runs (e.g. another data set)
+    other = (
+        tmp_path / "other_search"
+    )  # a search file beside none of these runs (e.g. another data set)
     other.mkdir()
     (other / "lambda_search.json").write_text(json.dumps({"chosen_lambda": 0.0001}))
     rep = build_report(gather([root, other]), REPORT_CFG)
@@ -172,7 +219,9 @@ def test_gradcheck_table(written, results_dir):
     assert list(t["param"]) == ["W1", "b1", "W2", "b2"] and set(t["case"]) == {"reduced"}
     assert list(t["n"]) == [2] * 4 and t["passed"].all()
     for _, row in t.iterrows():
-        vals = pd.Series([r["gradcheck"]["reduced"]["params"][row["param"]]["max_rel_error"] for r in grads])
+        vals = pd.Series(
+            [r["gradcheck"]["reduced"]["params"][row["param"]]["max_rel_error"] for r in grads]
+        )
         assert row["max_rel_error_mean"] == pytest.approx(vals.mean(), rel=1e-8)
         assert row["max_rel_error_std"] == pytest.approx(vals.std(), rel=1e-6, abs=1e-30)
 
@@ -185,6 +234,7 @@ def test_every_table_written_as_csv_and_markdown(written):
 
 # ------------------------------------------------------------------ figures
 
+
 def test_history_figures_have_three_labelled_panels_and_seed_bands(report):
     for name, seeds in (("cyclic_1cycle", 3), ("cyclic_3cycles", 1), ("final", 2), ("overfit", 1)):
         fig = report.figures[name]
@@ -196,7 +246,9 @@ def test_history_figures_have_three_labelled_panels_and_seed_bands(report):
             assert len(ax.get_lines()) == 2  # training and validation
             labels = [t.get_text() for t in ax.get_legend().get_texts()]
             assert any("training" in s for s in labels) and any("validation" in s for s in labels)
-            assert len(ax.collections) == (2 if seeds > 1 else 0), name  # ±std bands only over several seeds
+            assert len(ax.collections) == (2 if seeds > 1 else 0), (
+                name
+            )  # ±std bands only over several seeds
         assert "SYNTHETIC" in fig._suptitle.get_text()
 
 
@@ -222,7 +274,9 @@ def test_lambda_figure_log_axis_coarse_and_fine_with_error_bars(report):
     coarse, fine = ax.containers
     want = report.tables["lambda_coarse"].frame
     np.testing.assert_allclose(np.asarray(coarse.lines[0].get_xdata(), float), want["lambda"])
-    np.testing.assert_allclose(np.asarray(coarse.lines[0].get_ydata(), float), 100 * want["val_acc_mean"])
+    np.testing.assert_allclose(
+        np.asarray(coarse.lines[0].get_ydata(), float), 100 * want["val_acc_mean"]
+    )
     assert coarse.has_yerr and fine.has_yerr
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("coarse" in s for s in labels) and any("fine" in s for s in labels)
@@ -243,10 +297,19 @@ def test_figure_files_are_valid_pngs(written, report):
 
 # ------------------------------------------------------------------ REPORT.md, determinism
 
+
 def test_report_md_has_every_section_with_study_numbers(written):
     md = (written / "REPORT.md").read_text()
-    for heading in ("## 1. Gradient check", "## 2. Overfit check", "### 3a. One cycle", "### 3b. Three cycles",
-                    "## 4. λ search", "### Coarse search", "### Fine search", "## 5. Final model"):
+    for heading in (
+        "## 1. Gradient check",
+        "## 2. Overfit check",
+        "### 3a. One cycle",
+        "### 3b. Three cycles",
+        "## 4. λ search",
+        "### Coarse search",
+        "### Fine search",
+        "## 5. Final model",
+    ):
         assert heading in md
     for study in ("43.20%", "46.90%", "51.50%", "λ ≈ 0.009"):
         assert study in md
@@ -270,6 +333,7 @@ def test_report_twice_is_byte_identical(written, results_dir, tmp_path):
 
 # ------------------------------------------------------------------ missing and corrupt
 
+
 def test_missing_sections_say_so_and_name_the_command(results_dir, tmp_path):
     rep = build_report(gather([results_dir / "c1"]), REPORT_CFG)
     assert set(rep.tables) == {"cyclic_1cycle"}
@@ -288,12 +352,18 @@ def test_missing_sections_say_so_and_name_the_command(results_dir, tmp_path):
 def test_corrupt_and_incompatible_results_are_listed_and_skipped(results_dir, tmp_path, written):
     root = tmp_path / "r"
     shutil.copytree(results_dir, root)
-    bad = {"corrupt/result.json": "{\"version\": 1, \"experi",
-           "old/result.json": json.dumps({**load_results(results_dir)[0], "version": RESULT_VERSION + 98}),
-           "failed/result.json": json.dumps({"status": "failed", "error": "boom"}),
-           "empty/result.json": "",
-           "nohistory/result.json": json.dumps({**by_experiment(results_dir, "final"), "history": []}),
-           "badgrad/result.json": json.dumps({**by_experiment(results_dir, "gradcheck"), "gradcheck": {"reduced": 3}})}
+    bad = {
+        "corrupt/result.json": '{"version": 1, "experi',
+        "old/result.json": json.dumps(
+            {**load_results(results_dir)[0], "version": RESULT_VERSION + 98}
+        ),
+        "failed/result.json": json.dumps({"status": "failed", "error": "boom"}),
+        "empty/result.json": "",
+        "nohistory/result.json": json.dumps({**by_experiment(results_dir, "final"), "history": []}),
+        "badgrad/result.json": json.dumps(
+            {**by_experiment(results_dir, "gradcheck"), "gradcheck": {"reduced": 3}}
+        ),
+    }
     for rel, text in bad.items():
         (root / rel).parent.mkdir(parents=True)
         (root / rel).write_text(text)
@@ -303,16 +373,24 @@ def test_corrupt_and_incompatible_results_are_listed_and_skipped(results_dir, tm
     md = (out / "REPORT.md").read_text()
     for rel in bad:
         assert f"r/{rel}" in proc.stderr and f"`r/{rel}`" in md
-    assert f"incompatible version {RESULT_VERSION + 98}" in md and "corrupt JSON" in md and "status 'failed'" in md
+    assert (
+        f"incompatible version {RESULT_VERSION + 98}" in md
+        and "corrupt JSON" in md
+        and "status 'failed'" in md
+    )
     assert "malformed 'gradcheck' table" in md and "empty or malformed 'history'" in md
     for name in ALL_TABLES:  # the rest of the report is exactly what the good files give
-        assert (out / "tables" / f"{name}.csv").read_bytes() == (written / "tables" / f"{name}.csv").read_bytes()
+        assert (out / "tables" / f"{name}.csv").read_bytes() == (
+            written / "tables" / f"{name}.csv"
+        ).read_bytes()
 
 
 def test_bad_arguments_fail_in_one_line(tmp_path):
     proc = run_report(tmp_path / "nope", "--out", tmp_path / "out")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"error: no such folder or file: {tmp_path / 'nope'}"]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: no such folder or file: {tmp_path / 'nope'}"
+    ]
     assert not (tmp_path / "out").exists()
 
 
@@ -322,6 +400,7 @@ def test_report_never_trains(results_dir, monkeypatch):
 
     def boom(*a, **k):
         raise AssertionError("the report trained")
+
     monkeypatch.setattr(mlp.train, "train", boom)
     monkeypatch.setattr(mlp.experiment, "run_experiment", boom)
     from mlp.commands import report as runner
@@ -344,6 +423,9 @@ def test_report_names_no_absolute_path_of_this_machine(results_dir, tmp_path):
     proc = run_report(runs, "--out", str(tmp_path / "rep"), cwd=Path("/"))
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "rep" / "REPORT.md").read_text()
-    assert "Data source: `cifar10_jpeg: cifar10-jpeg.tar.gz`" in md and "root: cifar10-jpeg.tar.gz" in md
+    assert (
+        "Data source: `cifar10_jpeg: cifar10-jpeg.tar.gz`" in md
+        and "root: cifar10-jpeg.tar.gz" in md
+    )
     for absolute in (secret, "/home/someone", str(tmp_path), str(Path.home())):
         assert absolute not in md, absolute

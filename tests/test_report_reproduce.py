@@ -1,5 +1,6 @@
 """`reproduce.py --quick` end to end on small synthetic data: every step through the sweep
 machinery, then the report; a re-run after losing some results only redoes those."""
+
 from __future__ import annotations
 
 import json
@@ -15,16 +16,36 @@ from mlp.errors import UserError
 from mlp.report.pipeline import make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ["data=synthetic", "data.n_train=4000", "data.batch_size=800", "data.n_test=500", "sweep.progress=false"]
-TABLES = {"gradcheck", "overfit", "cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final"}
+DATA = [
+    "data=synthetic",
+    "data.n_train=4000",
+    "data.batch_size=800",
+    "data.n_test=500",
+    "sweep.progress=false",
+]
+TABLES = {
+    "gradcheck",
+    "overfit",
+    "cyclic_1cycle",
+    "cyclic_3cycles",
+    "lambda_coarse",
+    "lambda_fine",
+    "final",
+}
 FIGURES = {"lr_schedule", "overfit", "cyclic_1cycle", "cyclic_3cycles", "final", "lambda_search"}
 
 
 def reproduce(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MLP_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, str(ROOT / "runners" / "reproduce.py"), *args], cwd=tmp_path,
-                          capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "runners" / "reproduce.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
 
 
 @pytest.mark.slow
@@ -41,7 +62,9 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path):
     md = (report / "REPORT.md").read_text()
     assert "SYNTHETIC DATA" in md and "No results" not in md and "profile quick" in md
 
-    chosen = json.loads((runs / "lambda_search" / "lambda_search.json").read_text())["chosen_lambda"]
+    chosen = json.loads((runs / "lambda_search" / "lambda_search.json").read_text())[
+        "chosen_lambda"
+    ]
     final = pd.read_csv(report / "tables" / "final.csv")
     assert list(final["lambda"]) == [pytest.approx(chosen, rel=1e-12)] and list(final["n"]) == [2]
     fine = pd.read_csv(report / "tables" / "lambda_fine.csv")
@@ -63,16 +86,20 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path):
     assert "2 jobs: 1 ran, 1 cached" in proc.stdout
     after = pd.read_csv(report / "tables" / "final.csv")
     numbers = [c for c in before.columns if not c.startswith("train_s")]  # all but the timings
-    pd.testing.assert_frame_equal(after[numbers], before[numbers])  # same config and seed, same numbers
+    pd.testing.assert_frame_equal(
+        after[numbers], before[numbers]
+    )  # same config and seed, same numbers
     invocations = json.loads((runs / "reproduce.json").read_text())["invocations"]
     assert len(invocations) == 2
 
 
 @pytest.mark.slow
 def test_reproduce_rejects_bad_arguments_in_one_line(tmp_path):
-    for args, needle in ((["--profile", "huge"], "unknown profile 'huge'"),
-                         (["lambda=0.1"], "lambda= is set by mlp-reproduce"),
-                         (["--fast"], "unrecognized arguments: --fast")):
+    for args, needle in (
+        (["--profile", "huge"], "unknown profile 'huge'"),
+        (["lambda=0.1"], "lambda= is set by mlp-reproduce"),
+        (["--fast"], "unrecognized arguments: --fast"),
+    ):
         proc = reproduce(tmp_path, *args)
         assert proc.returncode == 2, args
         assert proc.stderr.strip().count("\n") == 0 and needle in proc.stderr, proc.stderr

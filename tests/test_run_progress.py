@@ -1,4 +1,5 @@
 """The single-run progress line: in place on a terminal, one line per record point elsewhere."""
+
 from __future__ import annotations
 
 import io
@@ -11,7 +12,9 @@ from conftest import SMALL_SYNTHETIC, run_cli
 from mlp import run_progress
 from mlp.experiment import run_experiment
 
-LINE = re.compile(r"\[train\] step +(\d+)/(\d+) \( *\d+%\)  loss (\S+)  elapsed \d:\d\d:\d\d  ETA (\S+)")
+LINE = re.compile(
+    r"\[train\] step +(\d+)/(\d+) \( *\d+%\)  loss (\S+)  elapsed \d:\d\d:\d\d  ETA (\S+)"
+)
 
 
 class Terminal(io.StringIO):
@@ -23,7 +26,9 @@ def test_off_a_terminal_one_line_per_record_point(cfg_factory):
     out = io.StringIO()
     run_progress.enable(out)
     try:
-        result = run_experiment(cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=10"]))
+        result = run_experiment(
+            cfg_factory(["experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=10"])
+        )
     finally:
         run_progress.disable()
     lines = out.getvalue().splitlines()
@@ -67,8 +72,13 @@ def test_sweep_jobs_stay_silent(cfg_factory, capsys):
 
 @pytest.mark.slow
 def test_mlp_train_prints_the_line_to_stderr(tmp_path):
-    proc = run_cli("train.py", "experiment=cyclic_1cycle", *SMALL_SYNTHETIC, "train.n_s=20",
-                   f"hydra.run.dir={tmp_path}")
+    proc = run_cli(
+        "train.py",
+        "experiment=cyclic_1cycle",
+        *SMALL_SYNTHETIC,
+        "train.n_s=20",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert proc.returncode == 0, proc.stderr
     hist = json.loads((tmp_path / "result.json").read_text())["history"]
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[train]")]

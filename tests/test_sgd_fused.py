@@ -1,5 +1,6 @@
 """The fused training step (W updates inside the backward GEMMs) against the plain
 gradients-then-update path, over several steps and a partial last batch."""
+
 import numpy as np
 import pytest
 
@@ -18,16 +19,20 @@ def test_fused_step_equals_gradients_then_update(dtype, rtol):
     plain_p = {k: v.copy() for k, v in init.items()}
     fused = SGDStep(fused_p, 100, mean, inv_std)
     plain = SGDStep(plain_p, 100, mean, inv_std, fused=False)
-    assert fused.gemm is not None and plain.gemm is None  # scipy is a dependency: the fast path is on
+    assert (
+        fused.gemm is not None and plain.gemm is None
+    )  # scipy is a dependency: the fast path is on
     order = rng.permutation(250)
     for eta, lo in [(0.05, 0), (0.02, 100), (0.08, 200)]:  # the last batch is partial (50 rows)
-        idx = order[lo:lo + 100]
+        idx = order[lo : lo + 100]
         fused.step(x_u8, y, idx, 0.01, eta)
         plain.step(x_u8, y, idx, 0.01, eta)
     for name in init:
         assert not np.array_equal(fused_p[name], init[name]), name
         scale = np.abs(plain_p[name]).max()
-        np.testing.assert_allclose(fused_p[name], plain_p[name], rtol=0, atol=rtol * scale, err_msg=name)
+        np.testing.assert_allclose(
+            fused_p[name], plain_p[name], rtol=0, atol=rtol * scale, err_msg=name
+        )
 
 
 def test_fused_step_is_deterministic():

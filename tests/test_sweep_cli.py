@@ -1,5 +1,6 @@
 """Bad sweep input stops with one line before any job starts (no Ray needed), and the
 pieces resume and the λ search rest on: the config hash, the store, the fine-stage draw."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,17 +14,32 @@ from mlp.sweep.store import ResultStore, config_hash
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, message", [
-    (["-m", "experiment=cyclic_1cycle", "trian.epochs=3"], "unknown key 'trian.epochs'"),
-    (["-m", "experiment=cyclic_1cycle", "lambda=0.1", "train.n_x=1,2"], "unknown key 'train.n_x'"),
-    (["-m", "experiment=lambda_coarse", "lambda=1e-5,1e-3,-1e-2"], "lambda=-0.01 must be a number ≥ 0"),
-    (["-m", "experiment=cyclic_1cycle,nope"], "unknown experiment 'nope'"),
-    (["-m", "launcher=nowhere"], "unknown launcher 'nowhere'"),
-    (["search=lambda", "search.coarse.grid=[1e-3,-1]"], "search.coarse.grid has lambda=-1"),
-    (["search=lambda", "data.n_train=500,600"], "data.n_train cannot be swept"),
-    (["-m", "experiment=cyclic_1cycle", "sweep.ray.address=http://127.0.0.1:8265"], "dashboard/job-submission URL"),
-    (["-m", "experiment=cyclic_1cycle", "sweep.cpus_per_job=0"], "sweep.cpus_per_job=0 must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-m", "experiment=cyclic_1cycle", "trian.epochs=3"], "unknown key 'trian.epochs'"),
+        (
+            ["-m", "experiment=cyclic_1cycle", "lambda=0.1", "train.n_x=1,2"],
+            "unknown key 'train.n_x'",
+        ),
+        (
+            ["-m", "experiment=lambda_coarse", "lambda=1e-5,1e-3,-1e-2"],
+            "lambda=-0.01 must be a number ≥ 0",
+        ),
+        (["-m", "experiment=cyclic_1cycle,nope"], "unknown experiment 'nope'"),
+        (["-m", "launcher=nowhere"], "unknown launcher 'nowhere'"),
+        (["search=lambda", "search.coarse.grid=[1e-3,-1]"], "search.coarse.grid has lambda=-1"),
+        (["search=lambda", "data.n_train=500,600"], "data.n_train cannot be swept"),
+        (
+            ["-m", "experiment=cyclic_1cycle", "sweep.ray.address=http://127.0.0.1:8265"],
+            "dashboard/job-submission URL",
+        ),
+        (
+            ["-m", "experiment=cyclic_1cycle", "sweep.cpus_per_job=0"],
+            "sweep.cpus_per_job=0 must be a whole number",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_before_any_job(tmp_path, args, message):
     before = ray_processes(tmp_path)
     proc = run_sweep(tmp_path, *args, *SMALL, env_extra={"RAY_ADDRESS": ""})
@@ -36,8 +52,14 @@ def test_bad_input_is_one_line_before_any_job(tmp_path, args, message):
 
 
 def _cfg(**over):
-    cfg = {"name": "x", "seed": 0, "lambda": 0.01, "train": {"n_s": 10, "blas_threads": 1},
-           "data": {"name": "synthetic", "cache_dir": "/a"}, "sweep": {"force": False}}
+    cfg = {
+        "name": "x",
+        "seed": 0,
+        "lambda": 0.01,
+        "train": {"n_s": 10, "blas_threads": 1},
+        "data": {"name": "synthetic", "cache_dir": "/a"},
+        "sweep": {"force": False},
+    }
     for k, v in over.items():
         node = cfg
         *path, last = k.split(".")
@@ -49,7 +71,10 @@ def _cfg(**over):
 
 def test_config_hash_keys_what_a_job_computes():
     base = config_hash(_cfg())
-    assert config_hash(_cfg(**{"train.blas_threads": 2, "data.cache_dir": "/b", "sweep.force": True})) == base
+    assert (
+        config_hash(_cfg(**{"train.blas_threads": 2, "data.cache_dir": "/b", "sweep.force": True}))
+        == base
+    )
     assert config_hash(_cfg(**{"lambda": 0.02})) != base
     assert config_hash(_cfg(**{"train.n_s": 11})) != base
     assert config_hash(_cfg(**{"lambda": 1})) == config_hash(_cfg(**{"lambda": 1.0}))
@@ -87,10 +112,18 @@ def test_fine_lambdas_are_seeded_and_inside_the_interval():
 
 
 def test_search_settings_are_checked():
-    ok = {"coarse": {"grid": [1e-3, 1e-2]}, "fine": {"n": 2, "low_factor": 0.1, "high_factor": 3.0},
-          "metric": "val_acc"}
+    ok = {
+        "coarse": {"grid": [1e-3, 1e-2]},
+        "fine": {"n": 2, "low_factor": 0.1, "high_factor": 3.0},
+        "metric": "val_acc",
+    }
     check_search(OmegaConf.create(ok))
-    for bad in ({"coarse": {"grid": []}}, {"fine": {"n": 0}}, {"fine": {"low_factor": 4.0}}, {"metric": "loss"}):
+    for bad in (
+        {"coarse": {"grid": []}},
+        {"fine": {"n": 0}},
+        {"fine": {"low_factor": 4.0}},
+        {"metric": "loss"},
+    ):
         with pytest.raises(UserError):
             check_search(OmegaConf.merge(OmegaConf.create(ok), bad))
 

@@ -1,4 +1,5 @@
 """Sizing the local object store for the shipped data, and the shipped data's keys (no Ray)."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,9 @@ from mlp.sweep.data_ship import DataShipper, data_key, size_object_store
 
 
 def master(data: dict, mode: str = "object_store", store_mb=None):
-    return OmegaConf.create({"data": data, "sweep": {"data": mode, "ray": {"object_store_mb": store_mb}}})
+    return OmegaConf.create(
+        {"data": data, "sweep": {"data": mode, "ray": {"object_store_mb": store_mb}}}
+    )
 
 
 def test_object_store_is_sized_for_cifar10_plus_headroom():
@@ -44,12 +47,26 @@ def test_bad_mode_and_missing_data_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="sweep.data='disk' is not allowed"):
         DataShipper("disk")
     shipper = DataShipper("object_store")
-    cfg = {"data": {"name": "cifar10_jpeg", "root": str(tmp_path / "none.tar.gz"),
-                    "cache_dir": str(tmp_path), "permutation_seed": 0}}
+    cfg = {
+        "data": {
+            "name": "cifar10_jpeg",
+            "root": str(tmp_path / "none.tar.gz"),
+            "cache_dir": str(tmp_path),
+            "permutation_seed": 0,
+        }
+    }
     with pytest.raises(UserError, match="no such image folder or archive"):
         shipper.preload([cfg])
-    synthetic = {"data": {"name": "synthetic", "n_train": 50, "n_test": 10, "class_sep": 3.0,
-                          "noise": 50.0, "seed": 0}}
+    synthetic = {
+        "data": {
+            "name": "synthetic",
+            "n_train": 50,
+            "n_test": 10,
+            "class_sep": 3.0,
+            "noise": 50.0,
+            "seed": 0,
+        }
+    }
     shipper.preload([synthetic])
     (raw,) = shipper.loaded.values()
     assert all(getattr(raw, name).dtype.name == "uint8" for name in ARRAYS)
@@ -69,10 +86,17 @@ def test_tasks_read_the_cached_arrays_zero_copy_and_read_only(tmp_path):
     from mlp.sweep.data_ship import pack, unpack
 
     rng = np.random.default_rng(0)
-    arrays, _ = cached_arrays(tmp_path, "k", "abc", lambda: {
-        "train_x": rng.integers(0, 256, (2000, 3072), dtype=np.uint8),
-        "train_y": np.zeros(2000, np.uint8), "test_x": np.zeros((10, 3072), np.uint8),
-        "test_y": np.zeros(10, np.uint8)})
+    arrays, _ = cached_arrays(
+        tmp_path,
+        "k",
+        "abc",
+        lambda: {
+            "train_x": rng.integers(0, 256, (2000, 3072), dtype=np.uint8),
+            "train_y": np.zeros(2000, np.uint8),
+            "test_x": np.zeros((10, 3072), np.uint8),
+            "test_y": np.zeros(10, np.uint8),
+        },
+    )
     assert isinstance(arrays["train_x"], np.memmap)
     raw = RawData(**arrays, source="t", synthetic=True, decoded_now=False, load_s=0.0)
 
@@ -81,8 +105,13 @@ def test_tasks_read_the_cached_arrays_zero_copy_and_read_only(tmp_path):
         x = unpack(data).train_x
         return x.flags.writeable, np.shares_memory(x, data["train_x"]), int(x.sum(dtype=np.uint64))
 
-    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR",
-             object_store_memory=100 * 2**20)
+    ray.init(
+        address="local",
+        num_cpus=1,
+        include_dashboard=False,
+        logging_level="ERROR",
+        object_store_memory=100 * 2**20,
+    )
     try:
         writeable, shared, total = ray.get(probe.remote(ray.put(pack(raw))))
     finally:

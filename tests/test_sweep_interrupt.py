@@ -1,5 +1,6 @@
 """A driver stopped mid-sweep (Ctrl-C, SIGTERM, SIGKILL) keeps every finished result, leaves no
 process of its private Ray instance behind, and the same command then trains only the rest."""
+
 from __future__ import annotations
 
 import os
@@ -27,9 +28,18 @@ N_JOBS = 16
 
 
 def _command(tmp: Path) -> list[str]:
-    return [sys.executable, str(ROOT / "runners" / "sweep.py"), "-m", "experiment=cyclic_1cycle",
-            *SMALL, f"seed=range(0,{N_JOBS})", "sweep.ray.num_cpus=2", "sweep.progress=false",
-            f"hydra.sweep.dir={tmp / 'sw'}", f"sweep.store={tmp / 'store'}"]
+    return [
+        sys.executable,
+        str(ROOT / "runners" / "sweep.py"),
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        f"seed=range(0,{N_JOBS})",
+        "sweep.ray.num_cpus=2",
+        "sweep.progress=false",
+        f"hydra.sweep.dir={tmp / 'sw'}",
+        f"sweep.store={tmp / 'store'}",
+    ]
 
 
 def _descendants(root: int) -> set[int]:
@@ -52,11 +62,20 @@ def _finished(sweep_dir: Path) -> dict[str, str]:
     return {r["config_hash"]: r["task_id"] for r in results(sweep_dir) if r["status"] == "ok"}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name
+)
 def test_interrupted_sweep_keeps_results_and_leaves_no_ray_process(tmp_path, sig):
     env = venv_env(RAY_ADDRESS="")
-    proc = subprocess.Popen(_command(tmp_path), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        _command(tmp_path),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 180
     while time.time() < deadline and len(list((tmp_path / "sw").glob("*/result.json"))) < 3:
         assert proc.poll() is None, proc.communicate()
@@ -78,8 +97,15 @@ def test_interrupted_sweep_keeps_results_and_leaves_no_ray_process(tmp_path, sig
         assert {r["config_hash"] for r in table if r["status"] == "ok"} >= set(before)
         assert [int(r["job"]) for r in table] == sorted(int(r["job"]) for r in table)
 
-    again = subprocess.run(_command(tmp_path), cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=300, check=False)
+    again = subprocess.run(
+        _command(tmp_path),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr
     after = {r["config_hash"]: r for r in results(tmp_path / "sw")}
     assert len(after) == N_JOBS and all(r["status"] in ("ok", "cached") for r in after.values())

@@ -1,6 +1,7 @@
 """The default: a private local Ray instance started for the sweep (here with 2 CPUs),
 Hydra's sweep syntax (glob, choice, range, several keys), quiet output, a user's Hydra
 callback called for every job that runs."""
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
     before = ray_processes(tmp_path)
     log = tmp_path / "jobs.jsonl"
-    callback = ["+hydra.callbacks.log._target_=sweep_support.JobLog", f"+hydra.callbacks.log.path={log}"]
+    callback = [
+        "+hydra.callbacks.log._target_=sweep_support.JobLog",
+        f"+hydra.callbacks.log.path={log}",
+    ]
     env = {"RAY_ADDRESS": "", "PYTHONPATH": str(ROOT / "tests")}
-    proc = run_sweep(tmp_path, "-m", "experiment=glob(cyclic_1*)", *SMALL, "lambda=choice(0,0.01)",
-                     "seed=range(0,2)", "sweep.ray.num_cpus=2", *callback, env_extra=env)
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=glob(cyclic_1*)",
+        *SMALL,
+        "lambda=choice(0,0.01)",
+        "seed=range(0,2)",
+        "sweep.ray.num_cpus=2",
+        *callback,
+        env_extra=env,
+    )
     assert proc.returncode == 0, proc.stderr
     table = rows(tmp_path / "sw")
-    assert sorted((r["experiment"], float(r["lambda"]), int(r["seed"])) for r in table) == \
-        [("cyclic_1cycle", lam, s) for lam in (0.0, 0.01) for s in (0, 1)]
+    assert sorted((r["experiment"], float(r["lambda"]), int(r["seed"])) for r in table) == [
+        ("cyclic_1cycle", lam, s) for lam in (0.0, 0.01) for s in (0, 1)
+    ]
     s = summary(tmp_path / "sw")
     assert s["ray_address"] == "local" and s["ran"] == 4 and s["startup_to_first_job_s"] > 0
     assert all(r["task_wall_s"] >= r["train_s"] > 0 for r in results(tmp_path / "sw"))
@@ -33,17 +47,32 @@ def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
     events = [json.loads(line) for line in log.read_text().splitlines()]
     starts = [e for e in events if e["event"] == "start"]
     ends = {(e["lambda"], e["seed"]): e for e in events if e["event"] == "end"}
-    assert sorted(e["num"] for e in starts) == [0, 1, 2, 3] and all(e["has_task_function"] for e in starts)
+    assert sorted(e["num"] for e in starts) == [0, 1, 2, 3] and all(
+        e["has_task_function"] for e in starts
+    )
     by_key = {(r["lambda"], r["seed"]): r for r in results(tmp_path / "sw")}
     assert set(ends) == set(by_key)
     for key, e in ends.items():
-        assert e["status"] == "COMPLETED" and e["cfg_lambda"] == key[0] and e["val_acc"] == by_key[key]["val_acc"]
+        assert (
+            e["status"] == "COMPLETED"
+            and e["cfg_lambda"] == key[0]
+            and e["val_acc"] == by_key[key]["val_acc"]
+        )
     # the local instance is gone with the driver (its start overlapped the jobs' composition)
     assert not wait_gone(ray_processes(tmp_path) - before)
     assert s["ray_start_s"] > 0 and s["ray_shutdown_s"] >= 0
     # the same command again in the same folder: everything is stored, so Ray is not even started
-    again = run_sweep(tmp_path, "-m", "experiment=glob(cyclic_1*)", *SMALL, "lambda=choice(0,0.01)",
-                      "seed=range(0,2)", "sweep.ray.num_cpus=2", *callback, env_extra=env)
+    again = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=glob(cyclic_1*)",
+        *SMALL,
+        "lambda=choice(0,0.01)",
+        "seed=range(0,2)",
+        "sweep.ray.num_cpus=2",
+        *callback,
+        env_extra=env,
+    )
     assert again.returncode == 0, again.stderr
     s = summary(tmp_path / "sw")
     assert (s["ran"], s["cached"], s["ray_address"]) == (0, 4, None)
@@ -59,5 +88,13 @@ def test_train_and_a_one_job_sweep_give_identical_numbers(tmp_path):
     assert swept.returncode == 0, swept.stderr
     a = json.loads((tmp_path / "single" / "result.json").read_text())
     (b,) = results(tmp_path / "sw")
-    numbers = ("history", "train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss", "lambda")
+    numbers = (
+        "history",
+        "train_acc",
+        "val_acc",
+        "test_acc",
+        "final_train_loss",
+        "final_val_loss",
+        "lambda",
+    )
     assert {k: a[k] for k in numbers} == {k: b[k] for k in numbers}

@@ -73,7 +73,7 @@ def cluster(tmp_path_factory):
                     num_cpus=1,
                     head_address=head.address,
                     hide=(ROOT, ARCHIVE.parent, CACHE),
-                    extra_args=(f"--resources={{\"node{k}\": 4}}",),
+                    extra_args=(f'--resources={{"node{k}": 4}}',),
                 )
             )
         for node in nodes[1:]:
@@ -156,7 +156,9 @@ def test_init_and_remote_settings_reach_ray(cluster, tmp_path):
 )
 def test_bad_pass_through_keys_are_one_error_line(cluster, tmp_path, bad, says):
     head, _, _ = cluster
-    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "seed=0", *on_cluster(head), bad)
+    proc = run_sweep(
+        tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "seed=0", *on_cluster(head), bad
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert says in lines[0]

@@ -1,5 +1,6 @@
 """Sweeps against one real Ray instance (a `ray start --head` with 2 CPUs on 127.0.0.1):
 every row of a grid × seeds sweep, resume, a failing job, a killed worker, the λ search."""
+
 from __future__ import annotations
 
 import json
@@ -29,28 +30,55 @@ def cluster(node) -> list[str]:
 
 
 def test_grid_times_seeds_gives_every_row(head, tmp_path):
-    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=0,1e-3,1e-1", "seed=range(0,2)",
-                     *cluster(head))
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "lambda=0,1e-3,1e-1",
+        "seed=range(0,2)",
+        *cluster(head),
+    )
     assert proc.returncode == 0, proc.stderr
     table = rows(tmp_path / "sw")
-    assert sorted((float(r["lambda"]), int(r["seed"])) for r in table) == \
-        sorted((lam, s) for lam in (0.0, 1e-3, 1e-1) for s in (0, 1))
+    assert sorted((float(r["lambda"]), int(r["seed"])) for r in table) == sorted(
+        (lam, s) for lam in (0.0, 1e-3, 1e-1) for s in (0, 1)
+    )
     assert {r["status"] for r in table} == {"ok"}
     assert all(0.0 <= float(r["val_acc"]) <= 1.0 and float(r["train_s"]) > 0 for r in table)
     saved = results(tmp_path / "sw")
     assert len(saved) == 6 and len({r["config_hash"] for r in saved}) == 6
     # every command-line override reached every job, and BLAS threads = the task's CPUs
-    assert all(r["config"]["train"]["n_s"] == 20 and r["config"]["train"]["blas_threads"] == 1 for r in saved)
+    assert all(
+        r["config"]["train"]["n_s"] == 20 and r["config"]["train"]["blas_threads"] == 1
+        for r in saved
+    )
     assert all(r["synthetic"] and r["status"] == "ok" for r in saved)
 
 
 def test_resume_trains_only_missing_jobs(head, tmp_path):
-    first = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=1e-3,1e-2", "seed=0", *cluster(head))
+    first = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "lambda=1e-3,1e-2",
+        "seed=0",
+        *cluster(head),
+    )
     assert first.returncode == 0, first.stderr
     before = {r["config_hash"]: r["task_id"] for r in results(tmp_path / "sw")}
     # the same grid plus one seed, in a fresh directory (as with Hydra's timestamped default)
-    second = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=1e-3,1e-2", "seed=0,1",
-                       *cluster(head), sweep_dir="sw2")
+    second = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "lambda=1e-3,1e-2",
+        "seed=0,1",
+        *cluster(head),
+        sweep_dir="sw2",
+    )
     assert second.returncode == 0, second.stderr
     s = summary(tmp_path / "sw2")
     assert (s["ran"], s["cached"], s["jobs"]) == (2, 2, 4)
@@ -59,19 +87,43 @@ def test_resume_trains_only_missing_jobs(head, tmp_path):
         assert after[key]["task_id"] == task_id and after[key]["status"] == "cached"
     assert sorted(r["status"] for r in rows(tmp_path / "sw2")) == ["cached", "cached", "ok", "ok"]
     # the same command in the same directory trains nothing; sweep.force=true trains all
-    again = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=1e-3,1e-2", "seed=0,1",
-                      *cluster(head), sweep_dir="sw2")
+    again = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "lambda=1e-3,1e-2",
+        "seed=0,1",
+        *cluster(head),
+        sweep_dir="sw2",
+    )
     assert again.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 0
-    forced = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=1e-3,1e-2", "seed=0,1",
-                       "sweep.force=true", *cluster(head), sweep_dir="sw2")
+    forced = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "lambda=1e-3,1e-2",
+        "seed=0,1",
+        "sweep.force=true",
+        *cluster(head),
+        sweep_dir="sw2",
+    )
     assert forced.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 4
     assert all(r["task_id"] != before.get(r["config_hash"]) for r in results(tmp_path / "sw2"))
 
 
 def test_failing_job_is_reported_and_the_rest_finish(head, tmp_path):
     # a batch larger than the training set only shows once the task has loaded the data
-    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "train.batch_size=50,5000", "seed=0,1",
-                     *cluster(head))
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "train.batch_size=50,5000",
+        "seed=0,1",
+        *cluster(head),
+    )
     assert proc.returncode == 1
     table = rows(tmp_path / "sw")
     failed = [r for r in table if r["status"] == "failed"]
@@ -81,8 +133,15 @@ def test_failing_job_is_reported_and_the_rest_finish(head, tmp_path):
     assert "2 job(s) failed" in proc.stderr and "train.batch_size=5000" in proc.stderr
     assert len(list((tmp_path / "sw").glob("*/failed.json"))) == 2
     # failed jobs are not stored: a re-run tries them again
-    again = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "train.batch_size=50,5000", "seed=0,1",
-                      *cluster(head))
+    again = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "train.batch_size=50,5000",
+        "seed=0,1",
+        *cluster(head),
+    )
     assert again.returncode == 1 and summary(tmp_path / "sw")["ran"] == 2
 
 
@@ -101,8 +160,15 @@ def test_killed_worker_is_retried_and_the_sweep_completes(head, tmp_path):
 
     killer = threading.Thread(target=kill_one)
     killer.start()
-    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL[:-2], "train.n_s=400", "seed=0,1",
-                     *cluster(head))
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL[:-2],
+        "train.n_s=400",
+        "seed=0,1",
+        *cluster(head),
+    )
     killer.join()
     assert killed, "no running job found to kill"
     assert proc.returncode == 0, proc.stderr
@@ -112,8 +178,17 @@ def test_killed_worker_is_retried_and_the_sweep_completes(head, tmp_path):
 
 
 def test_lambda_search_runs_both_stages(head, tmp_path):
-    proc = run_sweep(tmp_path, "search=lambda", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2,1]",
-                     "search.fine.n=2", "seed=0,1", "search.coarse.overrides=['train.cycles=2']", *cluster(head))
+    proc = run_sweep(
+        tmp_path,
+        "search=lambda",
+        *SMALL,
+        "split.val_holdout=200",
+        "search.coarse.grid=[1e-4,1e-2,1]",
+        "search.fine.n=2",
+        "seed=0,1",
+        "search.coarse.overrides=['train.cycles=2']",
+        *cluster(head),
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads((tmp_path / "sw" / "lambda_search.json").read_text())
     table = rows(tmp_path / "sw")
@@ -129,26 +204,50 @@ def test_lambda_search_runs_both_stages(head, tmp_path):
     low, high = out["fine_interval"]
     best = out["coarse_best_lambda"]
     assert low == pytest.approx(best * 0.1) and high == pytest.approx(best * 3)
-    assert low <= out["chosen_lambda"] <= high and out["chosen_lambda"] in [r["lambda"] for r in out["fine"]]
+    assert low <= out["chosen_lambda"] <= high and out["chosen_lambda"] in [
+        r["lambda"] for r in out["fine"]
+    ]
     best_fine = max(r["val_acc_mean"] for r in out["fine"])
     assert out["fine_best_val_acc"] == best_fine
     assert f"chosen λ = {out['chosen_lambda']:.6g}" in proc.stdout
     assert [r["stage"] for r in table] == ["coarse"] * 6 + ["fine"] * 4
     assert {r["experiment"] for r in table} == {"lambda_coarse", "lambda_fine"}
     saved = results(tmp_path / "sw")
-    assert all(r["config"]["data"]["n_train"] == 1000 and r["config"]["train"]["n_s"] == 20 for r in saved)
-    assert sorted(r["config"]["train"]["cycles"] for r in saved) == [2] * 6 + [3] * 4  # each stage its own setting
+    assert all(
+        r["config"]["data"]["n_train"] == 1000 and r["config"]["train"]["n_s"] == 20 for r in saved
+    )
+    assert (
+        sorted(r["config"]["train"]["cycles"] for r in saved) == [2] * 6 + [3] * 4
+    )  # each stage its own setting
     # the search resumes like any sweep
-    again = run_sweep(tmp_path, "search=lambda", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2,1]",
-                      "search.fine.n=2", "seed=0,1", "search.coarse.overrides=['train.cycles=2']", *cluster(head),
-                      sweep_dir="sw2")
+    again = run_sweep(
+        tmp_path,
+        "search=lambda",
+        *SMALL,
+        "split.val_holdout=200",
+        "search.coarse.grid=[1e-4,1e-2,1]",
+        "search.fine.n=2",
+        "seed=0,1",
+        "search.coarse.overrides=['train.cycles=2']",
+        *cluster(head),
+        sweep_dir="sw2",
+    )
     assert again.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 0
-    assert json.loads((tmp_path / "sw2" / "lambda_search.json").read_text())["chosen_lambda"] == out["chosen_lambda"]
+    assert (
+        json.loads((tmp_path / "sw2" / "lambda_search.json").read_text())["chosen_lambda"]
+        == out["chosen_lambda"]
+    )
 
 
 def test_unreachable_cluster_address_is_one_line(tmp_path):
-    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "launcher=ray_cluster",
-                     "sweep.ray.address=127.0.0.1:1")
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "launcher=ray_cluster",
+        "sweep.ray.address=127.0.0.1:1",
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "cannot reach a Ray cluster at 127.0.0.1:1" in proc.stderr
@@ -157,9 +256,19 @@ def test_unreachable_cluster_address_is_one_line(tmp_path):
 
 def test_max_failures_stops_launching_and_keeps_results(head, tmp_path):
     # jobs 0-1 fit, the rest ask for a batch larger than the training set and fail
-    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL[:-2], "train.n_s=2",
-                     "train.batch_size=50,5000", "seed=range(0,6)", "sweep.max_failures=2",
-                     "sweep.max_in_flight=2", "sweep.progress=false", *cluster(head))
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL[:-2],
+        "train.n_s=2",
+        "train.batch_size=50,5000",
+        "seed=range(0,6)",
+        "sweep.max_failures=2",
+        "sweep.max_in_flight=2",
+        "sweep.progress=false",
+        *cluster(head),
+    )
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: stopped launching after"), proc.stderr

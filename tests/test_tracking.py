@@ -1,6 +1,7 @@
 """Tracking of real sweeps (Ray + runners/sweep.py): MLflow against a real tracking server and the
 local file store, TensorBoard event files read back with TensorBoard's own reader, and each job's
 folder (.hydra/*.yaml, job.log)."""
+
 from __future__ import annotations
 
 import json
@@ -49,13 +50,17 @@ def check_job_run(mlflow, run, result: dict) -> None:
     assert params["data.name"] == "synthetic"
     assert params["split.train_batches"] == json.dumps(result["config"]["split"]["train_batches"])
     curve = mlflow.get_metric_history(run.info.run_id, "history/val_acc")
-    assert [(m.step, m.value) for m in sorted(curve, key=lambda m: m.step)] == \
-        [(rec["step"], pytest.approx(rec["val_acc"])) for rec in result["history"]]
+    assert [(m.step, m.value) for m in sorted(curve, key=lambda m: m.step)] == [
+        (rec["step"], pytest.approx(rec["val_acc"])) for rec in result["history"]
+    ]
     assert run.data.metrics["test_acc"] == pytest.approx(result["test_acc"])
     files = {a.path for a in mlflow.list_artifacts(run.info.run_id)}
     assert {"result.json", "job.log", ".hydra"} <= files
-    assert {a.path for a in mlflow.list_artifacts(run.info.run_id, ".hydra")} == \
-        {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml"}
+    assert {a.path for a in mlflow.list_artifacts(run.info.run_id, ".hydra")} == {
+        ".hydra/config.yaml",
+        ".hydra/hydra.yaml",
+        ".hydra/overrides.yaml",
+    }
 
 
 def test_file_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
@@ -63,8 +68,16 @@ def test_file_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     # a batch larger than the training set only fails inside the task, after loading the data
-    proc = run_sweep(tmp_path, "-m", "experiment=cyclic_1cycle", *SMALL, "lambda=0,0.01",
-                     "train.batch_size=50,5000", *LOCAL, "+tracking=[mlflow,tensorboard]")
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "lambda=0,0.01",
+        "train.batch_size=50,5000",
+        *LOCAL,
+        "+tracking=[mlflow,tensorboard]",
+    )
     assert proc.returncode == 1
     sweep_dir = tmp_path / "sw"
     levels = by_level(all_runs((tmp_path / "outputs" / "mlruns").as_uri()))
@@ -78,7 +91,10 @@ def test_file_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
         overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
         config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
         assert config["lambda"] == float(run.data.tags["lambda"]) and "hydra" not in config
-        assert yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["num"] == num
+        assert (
+            yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["num"]
+            == num
+        )
         failed = "train.batch_size=5000" in overrides
         assert run.info.status == ("FAILED" if failed else "FINISHED")
         if failed:
@@ -93,21 +109,34 @@ def test_file_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
         acc = EventAccumulator(str(job_dir))
         acc.Reload()
         hparams = plugin_data_pb2.HParamsPluginData.FromString(
-            acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info.hparams
+            acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        ).session_start_info.hparams
         assert hparams["lambda"].number_value == float(run.data.tags["lambda"])
         assert hparams["status"].string_value == ("failed" if failed else "ok")
         assert hparams["train.batch_size"].number_value == (5000 if failed else 50)
         if not failed:
             result = json.loads((job_dir / "result.json").read_text())
-            assert [(e.step, e.value) for e in acc.Scalars("history/val_acc")] == \
-                [(rec["step"], pytest.approx(rec["val_acc"])) for rec in result["history"]]
+            assert [(e.step, e.value) for e in acc.Scalars("history/val_acc")] == [
+                (rec["step"], pytest.approx(rec["val_acc"])) for rec in result["history"]
+            ]
             assert acc.Scalars("test_acc")[-1].value == pytest.approx(result["test_acc"])
 
 
-def test_mlflow_server_gets_a_run_per_job_under_its_stage_and_sweep_and_resume_adds_none(server, tmp_path):
+def test_mlflow_server_gets_a_run_per_job_under_its_stage_and_sweep_and_resume_adds_none(
+    server, tmp_path
+):
     """The λ search against a real server: 2 coarse + 2 fine jobs, each stage a run under the sweep's."""
-    args = ["search=lambda", *SMALL, "split.val_holdout=200", "search.coarse.grid=[1e-4,1e-2]",
-            "search.fine.n=2", "seed=0", *LOCAL, "+tracking=mlflow", f"hydra.callbacks.mlflow.tracking_uri={server.uri}"]
+    args = [
+        "search=lambda",
+        *SMALL,
+        "split.val_holdout=200",
+        "search.coarse.grid=[1e-4,1e-2]",
+        "search.fine.n=2",
+        "seed=0",
+        *LOCAL,
+        "+tracking=mlflow",
+        f"hydra.callbacks.mlflow.tracking_uri={server.uri}",
+    ]
     server.wait_ready()
     proc = run_sweep(tmp_path, *args)
     assert proc.returncode == 0, proc.stderr

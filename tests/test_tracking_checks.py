@@ -1,4 +1,5 @@
 """Tracking's bad input (no Ray started) and the task's output capture."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,26 @@ ARGS = ["-m", "experiment=cyclic_1cycle", *SMALL, "lambda=0,0.01"]
 
 def sweep(tmp_path, *args, prelude: str = "pass") -> subprocess.CompletedProcess:
     """runners/sweep.py as a user runs it; prelude: Python run first in the same interpreter."""
-    code = (f"import runpy, sys; {prelude}; sys.argv = ['sweep.py'] + sys.argv[1:]; "
-            f"runpy.run_path({str(ROOT / 'runners' / 'sweep.py')!r}, run_name='__main__')")
-    return subprocess.run([sys.executable, "-c", code, *args, f"hydra.sweep.dir={tmp_path / 'sw'}",
-                           f"sweep.store={tmp_path / 'store'}"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env=venv_env(), check=False)
+    code = (
+        f"import runpy, sys; {prelude}; sys.argv = ['sweep.py'] + sys.argv[1:]; "
+        f"runpy.run_path({str(ROOT / 'runners' / 'sweep.py')!r}, run_name='__main__')"
+    )
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            *args,
+            f"hydra.sweep.dir={tmp_path / 'sw'}",
+            f"sweep.store={tmp_path / 'store'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=venv_env(),
+        check=False,
+    )
 
 
 def test_unreachable_tracking_server_stops_the_sweep_in_one_line(tmp_path):
@@ -25,9 +41,13 @@ def test_unreachable_tracking_server_stops_the_sweep_in_one_line(tmp_path):
     start = time.perf_counter()
     proc = sweep(tmp_path, *ARGS, "+tracking=mlflow", f"hydra.callbacks.mlflow.tracking_uri={uri}")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [(f"error: cannot reach the MLflow tracking server at {uri} "
-                                                 f"([Errno 111] Connection refused); start it, or set "
-                                                 f"MLFLOW_TRACKING_URI / hydra.callbacks.mlflow.tracking_uri")]
+    assert proc.stderr.strip().splitlines() == [
+        (
+            f"error: cannot reach the MLflow tracking server at {uri} "
+            f"([Errno 111] Connection refused); start it, or set "
+            f"MLFLOW_TRACKING_URI / hydra.callbacks.mlflow.tracking_uri"
+        )
+    ]
     assert not (tmp_path / "sw").exists() and time.perf_counter() - start < 60
 
 
@@ -35,8 +55,10 @@ def test_missing_package_names_the_extra(tmp_path):
     for name in ("mlflow", "tensorboard"):
         proc = sweep(tmp_path, *ARGS, f"+tracking={name}", prelude=f"sys.modules[{name!r}] = None")
         assert proc.returncode == 2
-        assert proc.stderr.strip() == (f"error: +tracking={name} needs the '{name}' package, which is not "
-                                       f"installed: pip install -e '.[tracking]'")
+        assert proc.stderr.strip() == (
+            f"error: +tracking={name} needs the '{name}' package, which is not "
+            f"installed: pip install -e '.[tracking]'"
+        )
         assert not (tmp_path / "sw").exists()
 
 
@@ -62,8 +84,20 @@ print(json.dumps(log.text))
 def test_capture_holds_prints_stderr_and_child_processes():
     """In a process of its own, as in a Ray worker: the block's output at the descriptor level,
     passed on to the original descriptors after it."""
-    proc = subprocess.run([sys.executable, "-c", CAPTURE], capture_output=True, text=True, timeout=60,
-                          env=venv_env(), check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CAPTURE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=venv_env(),
+        check=True,
+    )
     text = json.loads(proc.stdout.splitlines()[-1])
     assert text.splitlines() == ["from print", "from stderr", "from fd 1", "from a child"]
-    assert proc.stdout.splitlines()[:-1] == ["before", "from print", "from stderr", "from fd 1", "from a child"]
+    assert proc.stdout.splitlines()[:-1] == [
+        "before",
+        "from print",
+        "from stderr",
+        "from fd 1",
+        "from a child",
+    ]

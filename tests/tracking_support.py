@@ -1,4 +1,5 @@
 """Helpers of the tracking tests: a real MLflow tracking server on 127.0.0.1, and reading runs back."""
+
 from __future__ import annotations
 
 import os
@@ -21,12 +22,24 @@ class MlflowServer:
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = root / "server.log"
-        cmd = [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-               "--artifacts-destination", str(root / "artifacts")]
+        cmd = [
+            MLFLOW,
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ]
         log = open(self.log, "w")  # noqa: SIM115  (the server's, for its lifetime)
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env=venv_env())
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=venv_env()
+        )
 
     def wait_ready(self, timeout: float = 150) -> None:
         deadline = time.time() + timeout

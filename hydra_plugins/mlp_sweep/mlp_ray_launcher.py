@@ -18,7 +18,9 @@ class MlpRayLauncherConf:
     _target_: str = "hydra_plugins.mlp_sweep.mlp_ray_launcher.MlpRayLauncher"
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="mlp_ray", node=MlpRayLauncherConf, provider="mlp-study")
+ConfigStore.instance().store(
+    group="hydra/launcher", name="mlp_ray", node=MlpRayLauncherConf, provider="mlp-study"
+)
 
 
 class MlpRayLauncher(Launcher):
@@ -29,16 +31,24 @@ class MlpRayLauncher(Launcher):
         self.runner = None
         self.stage: str | None = None  # set by the sweeper for a search's stages
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def get_runner(self):
         if self.runner is None:
             from mlp.sweep.launch import SweepRunner
 
-            self.runner = SweepRunner(self.config, self.hydra_context.config_loader,
-                                      callbacks=self.hydra_context.callbacks, task_function=self.task_function)
+            self.runner = SweepRunner(
+                self.config,
+                self.hydra_context.config_loader,
+                callbacks=self.hydra_context.callbacks,
+                task_function=self.task_function,
+            )
         return self.runner
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
         return self.get_runner().launch(job_overrides, initial_job_idx, self.stage)

@@ -20,7 +20,9 @@ class MlpSweeperConf:
     _target_: str = "hydra_plugins.mlp_sweep.mlp_sweeper.MlpSweeper"
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="mlp", node=MlpSweeperConf, provider="mlp-study")
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="mlp", node=MlpSweeperConf, provider="mlp-study"
+)
 
 
 class MlpSweeper(Sweeper):
@@ -29,12 +31,15 @@ class MlpSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.launcher = None
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         from hydra.core.plugins import Plugins
 
         self.config, self.hydra_context = config, hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def sweep(self, arguments: list[str]) -> Any:
         from mlp.cli import fail, write_json_atomic
@@ -63,7 +68,10 @@ class MlpSweeper(Sweeper):
             fail(str(exc), code=1)
         except KeyboardInterrupt:
             self._finish_quietly()
-            print("\ninterrupted: finished jobs are in results.csv and the result store", file=sys.stderr)
+            print(
+                "\ninterrupted: finished jobs are in results.csv and the result store",
+                file=sys.stderr,
+            )
             sys.exit(130)
         runner = self.launcher.get_runner()
         OmegaConf.save(self.config, runner.sweep_dir / "multirun.yaml")
@@ -71,9 +79,12 @@ class MlpSweeper(Sweeper):
             write_json_atomic(runner.sweep_dir / "lambda_search.json", outcome)
         code = runner.finish()
         if outcome is not None:
-            print(f"coarse best λ = {outcome['coarse_best_lambda']:.6g}; fine best mean {outcome['metric']} = "
-                  f"{outcome['fine_best_val_acc']:.4f}; chosen λ = {outcome['chosen_lambda']:.6g} "
-                  f"-> {runner.sweep_dir / 'lambda_search.json'}", flush=True)
+            print(
+                f"coarse best λ = {outcome['coarse_best_lambda']:.6g}; fine best mean {outcome['metric']} = "
+                f"{outcome['fine_best_val_acc']:.4f}; chosen λ = {outcome['chosen_lambda']:.6g} "
+                f"-> {runner.sweep_dir / 'lambda_search.json'}",
+                flush=True,
+            )
         if code:
             sys.exit(code)
         return returns

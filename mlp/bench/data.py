@@ -1,5 +1,6 @@
 """Data-loading figures: first decode of an image-folder source into a fresh cache, the cached
 load every later run does, and the official pickle format (on batch files written here)."""
+
 from __future__ import annotations
 
 import io
@@ -18,8 +19,16 @@ from mlp.data.sources import load_raw
 
 
 def _cfg(name: str, root: Path, cache_dir: Path):
-    return OmegaConf.create({"name": name, "root": str(root), "cache_dir": str(cache_dir), "batch_size": 10000,
-                             "permutation_seed": 0, "download": {"enabled": False}})
+    return OmegaConf.create(
+        {
+            "name": name,
+            "root": str(root),
+            "cache_dir": str(cache_dir),
+            "batch_size": 10000,
+            "permutation_seed": 0,
+            "download": {"enabled": False},
+        }
+    )
 
 
 def time_image_folder(source: Path) -> tuple[float, float, int]:
@@ -45,7 +54,9 @@ def write_image_folder(folder: Path, per_class: int, seed: int = 0) -> Path:
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 buf = io.BytesIO()
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, "JPEG", quality=75)
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    buf, "JPEG", quality=75
+                )
                 (d / f"{i:04d}.jpg").write_bytes(buf.getvalue())
     return folder
 
@@ -55,9 +66,12 @@ def write_official_batches(folder: Path, rows_per_batch: int, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for name in official.TRAIN_FILES + (official.TEST_FILE,):
-        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, rows_per_batch).tolist(),
-                 b"data": rng.integers(0, 256, (rows_per_batch, 3072), dtype=np.uint8),
-                 b"filenames": [f"{i}.png".encode() for i in range(rows_per_batch)]}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": rng.integers(0, 10, rows_per_batch).tolist(),
+            b"data": rng.integers(0, 256, (rows_per_batch, 3072), dtype=np.uint8),
+            b"filenames": [f"{i}.png".encode() for i in range(rows_per_batch)],
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
     return folder
 

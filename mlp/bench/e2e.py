@@ -1,4 +1,5 @@
 """End-to-end runs of mlp-train in a child process: wall time and the child's peak RSS."""
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,22 @@ def run_train(overrides: list[str]) -> dict:
     peak_rss_gib and result.json."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as out:
         peak_file = Path(out) / "peak_kib"
-        cmd = [sys.executable, "-c", _PEAK_TRAMPOLINE, "mlp.commands.train", *overrides, f"hydra.run.dir={out}"]
+        cmd = [
+            sys.executable,
+            "-c",
+            _PEAK_TRAMPOLINE,
+            "mlp.commands.train",
+            *overrides,
+            f"hydra.run.dir={out}",
+        ]
         t0 = time.perf_counter()
         with open(Path(out) / "stderr.txt", "w+") as err:
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
-                                    env=dict(os.environ, MLP_BENCH_PEAK_FILE=str(peak_file)))
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=dict(os.environ, MLP_BENCH_PEAK_FILE=str(peak_file)),
+            )
             _, status, _ = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - t0
             proc.returncode = os.waitstatus_to_exitcode(status)

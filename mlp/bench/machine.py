@@ -1,4 +1,5 @@
 """The machine line: CPU model, cores, BLAS libraries and their thread counts (threadpoolctl)."""
+
 from __future__ import annotations
 
 import os
@@ -26,14 +27,26 @@ def blas_libraries() -> list[str]:
         if lib.get("user_api") != "blas":
             continue
         name = os.path.basename(lib.get("filepath", "")).split("-")[0].split(".so")[0]
-        out.append(f"{lib.get('internal_api')} {lib.get('version')} ({lib.get('architecture')}, "
-                   f"{lib.get('num_threads')} threads, {name})")
+        out.append(
+            f"{lib.get('internal_api')} {lib.get('version')} ({lib.get('architecture')}, "
+            f"{lib.get('num_threads')} threads, {name})"
+        )
     return out
 
 
 def machine_line() -> str:
     blas = "; ".join(blas_libraries()) or "no BLAS found by threadpoolctl"
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
-                                                   "OPENBLAS_NUM_THREADS") if k in os.environ)
-    return (f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}, "
-            f"BLAS: {blas}" + (f", env: {env}" if env else ""))
+    env = " ".join(
+        f"{k}={os.environ[k]}"
+        for k in (
+            "OPENBLAS_CORETYPE",
+            "OPENBLAS_L2_SIZE",
+            "OMP_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS",
+        )
+        if k in os.environ
+    )
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"BLAS: {blas}" + (f", env: {env}" if env else "")
+    )

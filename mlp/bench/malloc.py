@@ -11,12 +11,13 @@ times the plain loop as a fresh process runs it in a child process (steps.plain_
 once a process's heap has grown, lowering the thresholds again does not bring the faults
 back. The project's step allocates nothing batch-sized.
 """
+
 from __future__ import annotations
 
 import ctypes
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3        # glibc's mallopt parameter numbers
-RAISED = (32 * 1024 * 1024, 64 * 1024 * 1024)     # glibc's own ceiling for mmap, trim at twice that
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
+RAISED = (32 * 1024 * 1024, 64 * 1024 * 1024)  # glibc's own ceiling for mmap, trim at twice that
 
 
 def _mallopt():

@@ -1,4 +1,5 @@
 """The machine's GEMM peak: best time of a large square matmul, per dtype and thread count."""
+
 from __future__ import annotations
 
 import time

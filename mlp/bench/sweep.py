@@ -2,6 +2,7 @@
 after another (runners/train.py, one process each), Ray start-up, per-job overhead, and the
 peak memory of the whole sweep (summed PSS of the driver's process tree: driver, Ray's
 GCS/raylet/agents and the workers, so shared memory-mapped pages are counted once)."""
+
 from __future__ import annotations
 
 import csv
@@ -71,9 +72,19 @@ def measure(experiment: str, data: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp_name:
         tmp = Path(tmp_name)
         sweep_dir = tmp / "ray"
-        cmd = [sys.executable, "runners/sweep.py", "-m", f"experiment={experiment}", *data,
-               f"lambda={','.join(GRID)}", "seed=0", f"hydra.sweep.dir={sweep_dir}", f"sweep.store={tmp / 'store'}",
-               "sweep.force=true", "sweep.progress=false"]
+        cmd = [
+            sys.executable,
+            "runners/sweep.py",
+            "-m",
+            f"experiment={experiment}",
+            *data,
+            f"lambda={','.join(GRID)}",
+            "seed=0",
+            f"hydra.sweep.dir={sweep_dir}",
+            f"sweep.store={tmp / 'store'}",
+            "sweep.force=true",
+            "sweep.progress=false",
+        ]
         ray_wall, peak_gib, _, code = run_sampling(cmd)
         if code != 0 or not (sweep_dir / "results.csv").is_file():
             raise RuntimeError(f"sweep failed (exit {code}): {' '.join(cmd)}")
@@ -82,15 +93,33 @@ def measure(experiment: str, data: list[str]) -> dict:
         seq_wall = 0.0
         for i, lam in enumerate(GRID):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "runners/train.py", f"experiment={experiment}", *data, f"lambda={lam}",
-                            "seed=0", f"hydra.run.dir={tmp / 'seq' / str(i)}"], cwd=ROOT, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "runners/train.py",
+                    f"experiment={experiment}",
+                    *data,
+                    f"lambda={lam}",
+                    "seed=0",
+                    f"hydra.run.dir={tmp / 'seq' / str(i)}",
+                ],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             seq_wall += time.perf_counter() - t0
-    return {"jobs": len(rows), "ok": sum(r["status"] == "ok" for r in rows), "ray_wall_s": ray_wall,
-            "seq_wall_s": seq_wall, "ray_start_s": summary.get("ray_start_s"),
-            "startup_to_first_job_s": summary.get("startup_to_first_job_s"),
-            "overhead_s": statistics.median(float(r["wall_s"]) - float(r["train_s"]) for r in rows),
-            "sum_train_s": sum(float(r["train_s"]) for r in rows), "peak_pss_gib": peak_gib}
+    return {
+        "jobs": len(rows),
+        "ok": sum(r["status"] == "ok" for r in rows),
+        "ray_wall_s": ray_wall,
+        "seq_wall_s": seq_wall,
+        "ray_start_s": summary.get("ray_start_s"),
+        "startup_to_first_job_s": summary.get("startup_to_first_job_s"),
+        "overhead_s": statistics.median(float(r["wall_s"]) - float(r["train_s"]) for r in rows),
+        "sum_train_s": sum(float(r["train_s"]) for r in rows),
+        "peak_pss_gib": peak_gib,
+    }
 
 
 def part_sweep(args, rows: list[Row]) -> None:
@@ -99,21 +128,65 @@ def part_sweep(args, rows: list[Row]) -> None:
         rows.append(Row("sweep", "6-job sweep on Ray", float("nan"), "s", why))
         return
     # quick: 5 synthetic batches of 800 (lambda_coarse trains on batches 1-5) and a smaller hold-out
-    data = ["data=synthetic", "data.n_train=4000", "data.n_test=1000", "data.batch_size=800",
-            "split.val_holdout=500"] if args.quick \
+    data = (
+        [
+            "data=synthetic",
+            "data.n_train=4000",
+            "data.n_test=1000",
+            "data.batch_size=800",
+            "split.val_holdout=500",
+        ]
+        if args.quick
         else ["data=cifar10_jpeg"]
+    )
     try:
         m = measure("lambda_coarse", data)
     except (RuntimeError, subprocess.CalledProcessError) as exc:
-        rows.append(Row("sweep", "6-job sweep on Ray", float("nan"), "s", f"sweep machinery not usable: {exc}"))
+        rows.append(
+            Row(
+                "sweep",
+                "6-job sweep on Ray",
+                float("nan"),
+                "s",
+                f"sweep machinery not usable: {exc}",
+            )
+        )
         return
     what = f"{m['jobs']} lambda_coarse jobs ({m['ok']} ok), {' '.join(data)}"
     rows.append(Row("sweep", "6-job sweep on Ray: wall", m["ray_wall_s"], "s", what))
-    rows.append(Row("sweep", "same 6 jobs one after another (runners/train.py): wall", m["seq_wall_s"], "s",
-                    f"ratio sequential/Ray {m['seq_wall_s'] / m['ray_wall_s']:.2f}×"))
-    rows.append(Row("sweep", "Ray start-up", m["ray_start_s"], "s",
-                    f"first job started {m['startup_to_first_job_s']:.1f} s after launch"))
-    rows.append(Row("sweep", "per-job overhead (median wall_s − train_s)", m["overhead_s"], "s",
-                    f"sum of train_s {m['sum_train_s']:.1f} s"))
-    rows.append(Row("sweep", "peak memory of the sweep (PSS, every process)", m["peak_pss_gib"], "GiB",
-                    "driver + Ray processes + workers, sampled every 0.25 s"))
+    rows.append(
+        Row(
+            "sweep",
+            "same 6 jobs one after another (runners/train.py): wall",
+            m["seq_wall_s"],
+            "s",
+            f"ratio sequential/Ray {m['seq_wall_s'] / m['ray_wall_s']:.2f}×",
+        )
+    )
+    rows.append(
+        Row(
+            "sweep",
+            "Ray start-up",
+            m["ray_start_s"],
+            "s",
+            f"first job started {m['startup_to_first_job_s']:.1f} s after launch",
+        )
+    )
+    rows.append(
+        Row(
+            "sweep",
+            "per-job overhead (median wall_s − train_s)",
+            m["overhead_s"],
+            "s",
+            f"sum of train_s {m['sum_train_s']:.1f} s",
+        )
+    )
+    rows.append(
+        Row(
+            "sweep",
+            "peak memory of the sweep (PSS, every process)",
+            m["peak_pss_gib"],
+            "GiB",
+            "driver + Ray processes + workers, sampled every 0.25 s",
+        )
+    )

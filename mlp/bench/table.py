@@ -1,4 +1,5 @@
 """Benchmark rows, printed as one aligned table and written as CSV and Markdown (atomically)."""
+
 from __future__ import annotations
 
 import csv
@@ -11,11 +12,11 @@ from mlp.cli import write_atomic
 
 @dataclass
 class Row:
-    part: str          # step | peak | data | train | sweep | machine
-    name: str          # what was measured
+    part: str  # step | peak | data | train | sweep | machine
+    name: str  # what was measured
     value: float | str
     unit: str = ""
-    note: str = ""     # ratio, fraction of peak, target, or why it was skipped
+    note: str = ""  # ratio, fraction of peak, target, or why it was skipped
 
 
 def _fmt(v) -> str:
@@ -28,10 +29,15 @@ def _fmt(v) -> str:
 
 def as_text(rows: list[Row]) -> str:
     cells = [("part", "figure", "value", "unit", "note")] + [
-        (r.part, r.name, _fmt(r.value), r.unit, r.note) for r in rows]
+        (r.part, r.name, _fmt(r.value), r.unit, r.note) for r in rows
+    ]
     widths = [max(len(c[i]) for c in cells) for i in range(5)]
-    lines = ["  ".join(c[i].ljust(widths[i]) if i != 2 else c[i].rjust(widths[i]) for i in range(5)).rstrip()
-             for c in cells]
+    lines = [
+        "  ".join(
+            c[i].ljust(widths[i]) if i != 2 else c[i].rjust(widths[i]) for i in range(5)
+        ).rstrip()
+        for c in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

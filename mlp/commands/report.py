@@ -4,6 +4,7 @@ Reads every result.json (and lambda_search.json) below the given folders (defaul
 and writes REPORT.md, tables/ (CSV + Markdown) and figures/ (PNG) into --out (default
 outputs/report/). It never trains; unusable result files are listed and skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,21 @@ DEFAULT_CONFIG = conf_file("report", "report.yaml")
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("dirs", nargs="*", type=Path, help="folders (or result files) to read; default: outputs/")
-    p.add_argument("--out", type=Path, default=Path("outputs/report"), help="where to write (default outputs/report)")
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="report config (study numbers, bars, figure 1)")
+    p.add_argument(
+        "dirs", nargs="*", type=Path, help="folders (or result files) to read; default: outputs/"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs/report"),
+        help="where to write (default outputs/report)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="report config (study numbers, bars, figure 1)",
+    )
     return p.parse_args(argv)
 
 
@@ -39,14 +52,18 @@ def run(argv: list[str]) -> Path:
     try:
         cfg = OmegaConf.load(args.config)
     except Exception as exc:
-        raise UserError(f"cannot read report config {args.config}: {str(exc).splitlines()[0]}") from None
+        raise UserError(
+            f"cannot read report config {args.config}: {str(exc).splitlines()[0]}"
+        ) from None
     gathered = gather(dirs, exclude=[args.out], base=Path.cwd())
     for path, why in gathered.problems:
         print(f"warning: skipped {path}: {why}", file=sys.stderr)
     report = build_report(gathered, cfg)
     write_report(report, args.out)
-    print(f"{len(gathered.runs)} results, {len(gathered.problems)} skipped; "
-          f"{len(report.tables)} tables, {len(report.figures)} figures")
+    print(
+        f"{len(gathered.runs)} results, {len(gathered.problems)} skipped; "
+        f"{len(report.tables)} tables, {len(report.figures)} figures"
+    )
     out = args.out / "REPORT.md"
     print(out)
     return out

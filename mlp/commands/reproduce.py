@@ -6,6 +6,7 @@ final model with the chosen λ → mlp-report on the runs. key=value overrides
 (data=..., data.root=..., launcher=ray_cluster, sweep.* ...) go to every sweep;
 profiles are conf/reproduce/{full,quick}.yaml.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,9 @@ def step(name: str, command: str, args: list[str], timings: dict) -> None:
     rc = subprocess.run(cmd).returncode
     timings[name] = round(time.perf_counter() - start, 2)
     if rc != 0:
-        fail(f"step '{name}' failed (exit {rc}); fix it and re-run: finished jobs are kept", code=rc)
+        fail(
+            f"step '{name}' failed (exit {rc}); fix it and re-run: finished jobs are kept", code=rc
+        )
     print(f"[reproduce] {name}: done in {timings[name]:.1f} s", flush=True)
 
 
@@ -50,12 +53,22 @@ def reproduce(argv: list[str]) -> None:
     chosen = read_chosen(plan.runs_dir)
     print(f"[reproduce] chosen λ = {chosen!r}", flush=True)
     step("final", "sweep", plan.final(chosen), timings)
-    record(plan, {"argv": argv, "chosen_lambda": chosen, "steps_s": dict(timings),
-                  "runs_s": round(time.perf_counter() - start, 2)})
+    record(
+        plan,
+        {
+            "argv": argv,
+            "chosen_lambda": chosen,
+            "steps_s": dict(timings),
+            "runs_s": round(time.perf_counter() - start, 2),
+        },
+    )
     step("report", "report", [str(plan.runs_dir), "--out", str(plan.report_dir)], timings)
     total = time.perf_counter() - start
-    print(f"[reproduce] profile {plan.profile}: {total:.1f} s in all "
-          f"({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())})", flush=True)
+    print(
+        f"[reproduce] profile {plan.profile}: {total:.1f} s in all "
+        f"({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())})",
+        flush=True,
+    )
     print(plan.report_dir / "REPORT.md")
 
 

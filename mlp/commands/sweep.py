@@ -5,6 +5,7 @@ Each job is a Ray task (a private local Ray instance by default; launcher=ray_cl
 RAY_ADDRESS for a cluster). The driver writes every job's result.json under hydra.sweep.dir,
 one results.csv, and keeps finished results by config hash, so re-running resumes.
 """
+
 from __future__ import annotations
 
 import sys

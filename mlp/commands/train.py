@@ -3,6 +3,7 @@
 Writes result.json (resolved config, metrics, history) into the Hydra run directory
 and prints its path last.
 """
+
 from __future__ import annotations
 
 import sys
@@ -30,11 +31,15 @@ def summary(result: dict) -> str:
     tag = " [SYNTHETIC DATA]" if result["synthetic"] else ""
     if "gradcheck" in result:
         verdict = "passed" if result["passed"] else "FAILED"
-        return (f"{result['experiment']}{tag}: max relative error {result['max_rel_error']:.2e} "
-                f"(tolerance {result['tolerance']:.0e}) {verdict}")
-    return (f"{result['experiment']}{tag}: λ={result['lambda']:.3g} seed={result['seed']} "
-            f"train_acc={result['train_acc']:.4f} val_acc={result['val_acc']:.4f} test_acc={result['test_acc']:.4f} "
-            f"final_train_loss={result['final_train_loss']:.4f} ({result['train_s']:.1f} s)")
+        return (
+            f"{result['experiment']}{tag}: max relative error {result['max_rel_error']:.2e} "
+            f"(tolerance {result['tolerance']:.0e}) {verdict}"
+        )
+    return (
+        f"{result['experiment']}{tag}: λ={result['lambda']:.3g} seed={result['seed']} "
+        f"train_acc={result['train_acc']:.4f} val_acc={result['val_acc']:.4f} test_acc={result['test_acc']:.4f} "
+        f"final_train_loss={result['final_train_loss']:.4f} ({result['train_s']:.1f} s)"
+    )
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")

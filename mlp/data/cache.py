@@ -3,6 +3,7 @@
 Concurrent tasks on one machine share one decode and one set of page-cache pages,
 so N tasks never hold N private copies of the raw training set.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,8 +52,9 @@ def _load_or_reason(folder: Path) -> tuple[dict[str, np.ndarray] | None, str]:
         return None, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def cached_arrays(cache_root: Path, kind: str, key: str,
-                  decode: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
+def cached_arrays(
+    cache_root: Path, kind: str, key: str, decode: Callable[[], dict[str, np.ndarray]]
+) -> tuple[dict[str, np.ndarray], bool]:
     """Return memory-mapped arrays for (kind, key), decoding once if absent.
 
     Returns (arrays, decoded_now). The lock makes a second process wait for the first
@@ -69,8 +71,11 @@ def cached_arrays(cache_root: Path, kind: str, key: str,
         if arrays is not None:
             return arrays, False
         if broken:
-            print(f"note: decode cache {final} is unreadable ({broken}); rebuilding it",
-                  file=sys.stderr, flush=True)
+            print(
+                f"note: decode cache {final} is unreadable ({broken}); rebuilding it",
+                file=sys.stderr,
+                flush=True,
+            )
         arrays = decode()
         tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-{key}.", dir=cache_root))
         try:

@@ -3,6 +3,7 @@
 Images are decoded with Pillow into the official layout: uint8 rows of 3072 values,
 channel-major (all R, then G, then B), so both sources feed the same code.
 """
+
 from __future__ import annotations
 
 import io
@@ -25,7 +26,9 @@ def _classify(parts: tuple[str, ...], where: str) -> tuple[str, int] | None:
     if len(parts) not in (3, 4) or parts[-3] not in SPLITS or parts[-1].startswith("."):
         return None
     if parts[-2] not in CLASSES:
-        raise UserError(f"{where}: unknown class folder '{parts[-2]}' (allowed: {', '.join(CLASSES)})")
+        raise UserError(
+            f"{where}: unknown class folder '{parts[-2]}' (allowed: {', '.join(CLASSES)})"
+        )
     return parts[-3], CLASSES.index(parts[-2])
 
 
@@ -71,8 +74,10 @@ def read(source: Path, permutation_seed: int) -> dict[str, np.ndarray]:
     out = {}
     for split in SPLITS:
         if not entries[split]:
-            raise UserError(f"{source}: no images under {split}/<class>/ "
-                            f"(expected {split}/airplane/..., {split}/truck/...)")
+            raise UserError(
+                f"{source}: no images under {split}/<class>/ "
+                f"(expected {split}/airplane/..., {split}/truck/...)"
+            )
         entries[split].sort(key=lambda e: (e[0], e[1]))
         labels = np.array([e[0] for e in entries[split]], dtype=np.uint8)
         pixels = np.stack([e[2] for e in entries[split]])  # (N, 32, 32, 3)

@@ -1,4 +1,5 @@
 """The official CIFAR-10 python version: `cifar-10-batches-py/` or `cifar-10-python.tar.gz`."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,17 +27,23 @@ def parse_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = pickle.loads(raw, encoding="bytes")
     except Exception as exc:  # truncated or not a pickle at all
-        raise UserError(f"{name}: not a readable CIFAR-10 pickle ({type(exc).__name__}: {exc})") from None
+        raise UserError(
+            f"{name}: not a readable CIFAR-10 pickle ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise UserError(f"{name}: CIFAR-10 batch must be a dict with b'data' and b'labels'")
     x = np.asarray(batch[b"data"])
     y = np.asarray(batch[b"labels"])
     if x.ndim != 2 or x.shape[1] != N_FEATURES or x.dtype != np.uint8:
-        raise UserError(f"{name}: b'data' must be uint8 of shape (N, {N_FEATURES}), got {x.dtype} {x.shape}")
+        raise UserError(
+            f"{name}: b'data' must be uint8 of shape (N, {N_FEATURES}), got {x.dtype} {x.shape}"
+        )
     if y.shape != (x.shape[0],):
         raise UserError(f"{name}: {y.shape[0] if y.ndim else 0} labels for {x.shape[0]} images")
     if y.size and (y.min() < 0 or y.max() >= N_CLASSES):
-        raise UserError(f"{name}: labels out of range 0..{N_CLASSES - 1} (found {y.min()}..{y.max()})")
+        raise UserError(
+            f"{name}: labels out of range 0..{N_CLASSES - 1} (found {y.min()}..{y.max()})"
+        )
     return x, y.astype(np.uint8)
 
 
@@ -49,7 +56,9 @@ def read_folder(folder: Path) -> dict[str, np.ndarray]:
     for name in TRAIN_FILES + (TEST_FILE,):
         f = folder / name
         if not f.is_file():
-            raise UserError(f"{f}: missing CIFAR-10 batch file (need {', '.join(TRAIN_FILES)}, {TEST_FILE})")
+            raise UserError(
+                f"{f}: missing CIFAR-10 batch file (need {', '.join(TRAIN_FILES)}, {TEST_FILE})"
+            )
         parts[name] = parse_batch(f.read_bytes(), str(f))
     train_x, train_y = _stack([parts[n] for n in TRAIN_FILES])
     test_x, test_y = parts[TEST_FILE]
@@ -128,7 +137,9 @@ def resolve_source(root: Path, download_cfg) -> Path:
     if root.suffixes[-2:] == [".tar", ".gz"]:
         raise UserError(f"{root}: no such archive")
     if not download_cfg.enabled:
-        raise UserError(f"CIFAR-10 not found at {root}: put {ARCHIVE_NAME} or {BATCH_FOLDER}/ there, or set data.root")
+        raise UserError(
+            f"CIFAR-10 not found at {root}: put {ARCHIVE_NAME} or {BATCH_FOLDER}/ there, or set data.root"
+        )
     return download(download_cfg.url, download_cfg.md5, root, download_cfg.timeout_s)
 
 

@@ -1,4 +1,5 @@
 """Pick the configured source, decode it once through the cache, check what came out."""
+
 from __future__ import annotations
 
 import time
@@ -16,13 +17,14 @@ SOURCES = ("cifar10", "cifar10_jpeg", "synthetic")
 @dataclass
 class RawData:
     """Whole training and test sets as uint8 rows (usually memory-mapped from the cache)."""
+
     train_x: np.ndarray
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
-    source: str          # a human-readable description of where the arrays came from
+    source: str  # a human-readable description of where the arrays came from
     synthetic: bool
-    decoded_now: bool    # True when this call paid for the decode
+    decoded_now: bool  # True when this call paid for the decode
     load_s: float
 
 
@@ -41,10 +43,16 @@ def load_raw(data_cfg) -> RawData:
         raise UserError(f"unknown data source '{name}' (allowed: {', '.join(SOURCES)})")
     start = time.perf_counter()
     if name == "synthetic":
-        arrays = synthetic.make(data_cfg.n_train, data_cfg.n_test, data_cfg.class_sep, data_cfg.noise,
-                                data_cfg.seed)
-        return RawData(**arrays, source=f"SYNTHETIC (seed {data_cfg.seed}; not CIFAR-10)", synthetic=True,
-                       decoded_now=True, load_s=time.perf_counter() - start)
+        arrays = synthetic.make(
+            data_cfg.n_train, data_cfg.n_test, data_cfg.class_sep, data_cfg.noise, data_cfg.seed
+        )
+        return RawData(
+            **arrays,
+            source=f"SYNTHETIC (seed {data_cfg.seed}; not CIFAR-10)",
+            synthetic=True,
+            decoded_now=True,
+            load_s=time.perf_counter() - start,
+        )
     root = Path(str(data_cfg.root)).expanduser()
     if name == "cifar10":
         src = official.resolve_source(root, data_cfg.download)
@@ -56,7 +64,14 @@ def load_raw(data_cfg) -> RawData:
         decode = lambda: image_folder.read(src, data_cfg.permutation_seed)  # noqa: E731
         kind = f"cifar10_jpeg-p{data_cfg.permutation_seed}"
     cache_root = Path(str(data_cfg.cache_dir)).expanduser()
-    arrays, decoded_now = cache.cached_arrays(cache_root, kind, cache.source_fingerprint(src), decode)
+    arrays, decoded_now = cache.cached_arrays(
+        cache_root, kind, cache.source_fingerprint(src), decode
+    )
     _check(arrays, str(src))
-    return RawData(**arrays, source=f"{name}: {src}", synthetic=False, decoded_now=decoded_now,
-                   load_s=time.perf_counter() - start)
+    return RawData(
+        **arrays,
+        source=f"{name}: {src}",
+        synthetic=False,
+        decoded_now=decoded_now,
+        load_s=time.perf_counter() - start,
+    )

@@ -3,6 +3,7 @@
 Splits are views into the raw uint8 rows wherever possible; normalisation happens per
 mini-batch or evaluation chunk, so no float copy of the whole training set is held.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ import numpy as np
 from mlp.data.sources import RawData
 from mlp.errors import UserError
 
-STATS_CHUNK = 500  # rows per pass: the uint16 squares stay in cache; ≤ 66,051 keeps uint32 sums exact
+STATS_CHUNK = (
+    500  # rows per pass: the uint16 squares stay in cache; ≤ 66,051 keeps uint32 sums exact
+)
 
 
 @dataclass
@@ -29,8 +32,8 @@ class Dataset:
     train: Split
     val: Split
     test: Split
-    mean: np.ndarray      # float64 (3072,), from the training split only
-    inv_std: np.ndarray   # float64 (3072,)
+    mean: np.ndarray  # float64 (3072,), from the training split only
+    inv_std: np.ndarray  # float64 (3072,)
     source: str
     synthetic: bool
 
@@ -40,7 +43,9 @@ def _batch_rows(raw: RawData, batches: list[int], batch_size: int) -> tuple[np.n
     for k in batches:
         if not 1 <= k <= n_batches:
             raise UserError(f"split batch {k} does not exist (allowed: 1..{n_batches})")
-    if batches == list(range(batches[0], batches[0] + len(batches))):  # consecutive: a view, no copy
+    if batches == list(
+        range(batches[0], batches[0] + len(batches))
+    ):  # consecutive: a view, no copy
         lo, hi = (batches[0] - 1) * batch_size, (batches[-1]) * batch_size
         return raw.train_x[lo:hi], raw.train_y[lo:hi]
     idx = np.concatenate([np.arange((k - 1) * batch_size, k * batch_size) for k in batches])
@@ -58,7 +63,7 @@ def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     total = np.zeros(x.shape[1], dtype=np.uint64)
     total_sq = np.zeros(x.shape[1], dtype=np.uint64)
     for lo in range(0, len(x), STATS_CHUNK):
-        chunk = x[lo:lo + STATS_CHUNK]
+        chunk = x[lo : lo + STATS_CHUNK]
         total += chunk.sum(axis=0, dtype=np.uint32)
         total_sq += np.square(chunk, dtype=np.uint16).sum(axis=0, dtype=np.uint32)
     n = len(x)
@@ -82,7 +87,9 @@ def build_dataset(raw: RawData, split_cfg, batch_size: int) -> Dataset:
         val = Split(*_batch_rows(raw, [val_batch], batch_size))
     else:
         if not 0 < holdout < len(ty):
-            raise UserError(f"split.val_holdout={holdout} must be in 1..{len(ty) - 1} (training images: {len(ty)})")
+            raise UserError(
+                f"split.val_holdout={holdout} must be in 1..{len(ty) - 1} (training images: {len(ty)})"
+            )
         val = Split(tx[-holdout:], ty[-holdout:])
         tx, ty = tx[:-holdout], ty[:-holdout]
     limit = split_cfg.train_limit
@@ -91,5 +98,6 @@ def build_dataset(raw: RawData, split_cfg, batch_size: int) -> Dataset:
             raise UserError(f"split.train_limit={limit} must be in 1..{len(ty)}")
         tx, ty = tx[:limit], ty[:limit]
     mean, inv_std = feature_stats(tx)
-    return Dataset(Split(tx, ty), val, Split(raw.test_x, raw.test_y), mean, inv_std,
-                   raw.source, raw.synthetic)
+    return Dataset(
+        Split(tx, ty), val, Split(raw.test_x, raw.test_y), mean, inv_std, raw.source, raw.synthetic
+    )

@@ -1,4 +1,5 @@
 """A small, seeded, learnable stand-in with CIFAR-10's shapes, for smoke runs and fast tests only."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,9 @@ N_FEATURES = 3072
 N_CLASSES = 10
 
 
-def make(n_train: int, n_test: int, class_sep: float, noise: float, seed: int) -> dict[str, np.ndarray]:
+def make(
+    n_train: int, n_test: int, class_sep: float, noise: float, seed: int
+) -> dict[str, np.ndarray]:
     """Class prototypes plus Gaussian noise, quantised to uint8 like real pixels.
 
     class_sep (per-pixel std of the prototypes around mid-grey) against noise sets how

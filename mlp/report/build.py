@@ -3,6 +3,7 @@
 Pure: the same result files and report config give the same tables, figures and text.
 Nothing here trains; a section without results says which command produces them.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,10 +28,22 @@ from mlp.report.tables import (
     train_table,
 )
 
-KNOWN = ("gradcheck", "overfit", "cyclic_1cycle", "cyclic_3cycles", "lambda_coarse", "lambda_fine", "final")
+KNOWN = (
+    "gradcheck",
+    "overfit",
+    "cyclic_1cycle",
+    "cyclic_3cycles",
+    "lambda_coarse",
+    "lambda_fine",
+    "final",
+)
 HISTORY_FIGURES = ("overfit", "cyclic_1cycle", "cyclic_3cycles", "final")
-TITLES = {"overfit": "Overfit check (100 training images)", "cyclic_1cycle": "Cyclic learning rate, 1 cycle",
-          "cyclic_3cycles": "Cyclic learning rate, 3 cycles", "final": "Final model"}
+TITLES = {
+    "overfit": "Overfit check (100 training images)",
+    "cyclic_1cycle": "Cyclic learning rate, 1 cycle",
+    "cyclic_3cycles": "Cyclic learning rate, 3 cycles",
+    "final": "Final model",
+}
 
 
 @dataclass
@@ -47,7 +60,8 @@ def primary_group(sub: pd.DataFrame, prefer_lambda: float | None = None) -> pd.D
     ranked = []
     for group, g in sub.groupby("group", sort=True):
         lam_match = prefer_lambda is not None and bool(
-            np.isclose(g["lambda"].iloc[0], prefer_lambda, rtol=1e-9, atol=0))
+            np.isclose(g["lambda"].iloc[0], prefer_lambda, rtol=1e-9, atol=0)
+        )
         ranked.append(((lam_match, len(g), max(g["path"])), group))
     best = max(ranked)[1]
     return sub[sub["group"] == best].sort_values("seed", kind="stable")
@@ -78,8 +92,12 @@ class _Builder:
         return M.source_line(source, bool(sub["synthetic"].iloc[0]), others)
 
     def config(self, name: str, sub: pd.DataFrame, g: pd.DataFrame) -> str:
-        return M.config_block(name, self.g.results[g["path"].iloc[0]]["config"], list(g["path"]),
-                              sub["group"].nunique())
+        return M.config_block(
+            name,
+            self.g.results[g["path"].iloc[0]]["config"],
+            list(g["path"]),
+            sub["group"].nunique(),
+        )
 
     def history_section(self, name: str, sub: pd.DataFrame, prefer_lambda=None) -> str:
         g = primary_group(sub, prefer_lambda)
@@ -95,14 +113,26 @@ class _Builder:
 
     def add_summary(self, name: str, g: pd.DataFrame, source: str, synthetic: bool) -> None:
         acc = pd.to_numeric(g["test_acc"])
-        self.summary.append({"experiment": name, "source": source, "synthetic": synthetic, "n": len(g),
-                             "lambda": float(g["lambda"].iloc[0]),
-                             "test": fmt_mean_std("test_acc", acc.mean(), acc.std() if len(g) > 1 else np.nan),
-                             "seed0": _seed0(g, "test_acc"),
-                             "study": self.cfg.study.test_acc.get(name), "bar": self.cfg.bars.get(name)})
+        self.summary.append(
+            {
+                "experiment": name,
+                "source": source,
+                "synthetic": synthetic,
+                "n": len(g),
+                "lambda": float(g["lambda"].iloc[0]),
+                "test": fmt_mean_std("test_acc", acc.mean(), acc.std() if len(g) > 1 else np.nan),
+                "seed0": _seed0(g, "test_acc"),
+                "study": self.cfg.study.test_acc.get(name),
+                "bar": self.cfg.bars.get(name),
+            }
+        )
 
     def comparison(self, name: str, g: pd.DataFrame) -> str:
-        study, bar, s0 = self.cfg.study.test_acc.get(name), self.cfg.bars.get(name), _seed0(g, "test_acc")
+        study, bar, s0 = (
+            self.cfg.study.test_acc.get(name),
+            self.cfg.bars.get(name),
+            _seed0(g, "test_acc"),
+        )
         acc = pd.to_numeric(g["test_acc"])
         text = f"Test accuracy, ours: **{fmt_mean_std('test_acc', acc.mean(), acc.std() if len(g) > 1 else np.nan)}%**"
         text += f" (n = {len(g)}; seed 0: {_pct(s0)})" if len(g) > 1 else ""
@@ -126,12 +156,22 @@ class _Builder:
         t = gradcheck_table(sub, self.g.results)
         worst = float(pd.to_numeric(sub["max_rel_error"]).max())
         ok = bool(t.frame["passed"].all())
-        return (out + self.header(sub, source, others) + "\n" + self.config("gradcheck", sub, g) + "\n"
-                + "Analytic gradients against centred finite differences, per case and parameter "
-                + "(mean ± std over seeds where several ran).\n\n" + self.table(t) + "\n"
-                + f"Worst relative error: **{worst:.2e}** — {'all below' if ok else 'NOT all below'} the tolerance.\n")
+        return (
+            out
+            + self.header(sub, source, others)
+            + "\n"
+            + self.config("gradcheck", sub, g)
+            + "\n"
+            + "Analytic gradients against centred finite differences, per case and parameter "
+            + "(mean ± std over seeds where several ran).\n\n"
+            + self.table(t)
+            + "\n"
+            + f"Worst relative error: **{worst:.2e}** — {'all below' if ok else 'NOT all below'} the tolerance.\n"
+        )
 
-    def training(self, name: str, number: str, heading: str, prefer_lambda=None, level: str = "##") -> str:
+    def training(
+        self, name: str, number: str, heading: str, prefer_lambda=None, level: str = "##"
+    ) -> str:
         sub, source, others = pick_source(self.g.runs, [name])
         out = f"{level} {number}. {heading}\n\n"
         if source is None:
@@ -140,8 +180,17 @@ class _Builder:
         t = train_table(name, sub, self.g.results)
         if name in self.cfg.study.test_acc:
             self.add_summary(name, g, source, bool(sub["synthetic"].iloc[0]))
-        text = (out + self.header(sub, source, others) + "\n" + self.config(name, sub, g) + "\n"
-                + self.table(t) + "\n" + M.figure(name, TITLES.get(name, name)) + "\n")
+        text = (
+            out
+            + self.header(sub, source, others)
+            + "\n"
+            + self.config(name, sub, g)
+            + "\n"
+            + self.table(t)
+            + "\n"
+            + M.figure(name, TITLES.get(name, name))
+            + "\n"
+        )
         if name in self.cfg.study.test_acc:
             text += self.comparison(name, g)
         return text
@@ -149,11 +198,15 @@ class _Builder:
     def lr_figure(self) -> str:
         s = self.cfg.lr_schedule
         self.report.figures["lr_schedule"] = F.lr_schedule_figure(
-            float(s.eta_min), float(s.eta_max), int(s.n_s), int(s.steps))
-        return ("The triangular schedule, as in the study's figure 1 "
-                f"(η_min = {s.eta_min}, η_max = {s.eta_max}, n_s = {s.n_s}, steps 0–{s.steps}; "
-                "from `conf/report/report.yaml`, computed with `mlp.schedule.cyclic_eta`):\n\n"
-                + M.figure("lr_schedule", "cyclic learning rate") + "\n")
+            float(s.eta_min), float(s.eta_max), int(s.n_s), int(s.steps)
+        )
+        return (
+            "The triangular schedule, as in the study's figure 1 "
+            f"(η_min = {s.eta_min}, η_max = {s.eta_max}, n_s = {s.n_s}, steps 0–{s.steps}; "
+            "from `conf/report/report.yaml`, computed with `mlp.schedule.cyclic_eta`):\n\n"
+            + M.figure("lr_schedule", "cyclic learning rate")
+            + "\n"
+        )
 
     def lambda_search(self) -> str:
         out = "## 4. λ search (coarse, then fine)\n\n"
@@ -165,8 +218,11 @@ class _Builder:
             s = sub[sub["experiment"] == name]
             stages[name] = train_table(name, s, self.g.results) if len(s) else None
         # Only a search whose folder holds these very runs names the chosen λ (not one from other data).
-        mine = [s for s in self.g.searches
-                if any(p.startswith(s["_path"].rsplit("/", 1)[0] + "/") for p in sub["path"])]
+        mine = [
+            s
+            for s in self.g.searches
+            if any(p.startswith(s["_path"].rsplit("/", 1)[0] + "/") for p in sub["path"])
+        ]
         chosen, how = chosen_lambda(mine, [t for t in stages.values() if t is not None])
         self.report.chosen_lambda = chosen
         text = out + self.header(sub, source, others) + "\n"
@@ -180,26 +236,41 @@ class _Builder:
                 continue
             t = train_table(name, s, self.g.results, chosen)
             text += self.config(name, s, primary_group(s, chosen)) + "\n" + self.table(t) + "\n"
-        frames = {k.split("_")[1]: self.report.tables[k].frame for k in ("lambda_coarse", "lambda_fine")
-                  if k in self.report.tables}
-        self.report.figures["lambda_search"] = F.lambda_figure(frames, chosen, float(self.cfg.study["lambda"].best))
+        frames = {
+            k.split("_")[1]: self.report.tables[k].frame
+            for k in ("lambda_coarse", "lambda_fine")
+            if k in self.report.tables
+        }
+        self.report.figures["lambda_search"] = F.lambda_figure(
+            frames, chosen, float(self.cfg.study["lambda"].best)
+        )
         best = pd.concat([f for f in frames.values()], ignore_index=True)
-        top = best.sort_values(["val_acc_mean", "lambda"], ascending=[False, True], kind="stable").iloc[0]
-        self.lambda_summary = (f"λ search: chosen λ = **{chosen:.4g}**; best mean validation accuracy "
-                               f"{_pct(top['val_acc_mean'])} at λ = {top['lambda']:.4g} (n = {int(top['n'])}). "
-                               f"The study: λ ≈ {self.cfg.study['lambda'].best}, "
-                               f"~{_pct(self.cfg.study['lambda'].val_acc)} validation accuracy.\n"
-                               if chosen is not None else "")
-        text += (M.figure("lambda_search", "validation accuracy against λ") + "\n"
-                 + f"Best mean validation accuracy, ours: **{_pct(top['val_acc_mean'])}** at λ = {top['lambda']:.4g} "
-                 + f"(n = {int(top['n'])}); the study's: λ ≈ {self.cfg.study['lambda'].best} with "
-                 + f"~{_pct(self.cfg.study['lambda'].val_acc)} validation accuracy.\n")
+        top = best.sort_values(
+            ["val_acc_mean", "lambda"], ascending=[False, True], kind="stable"
+        ).iloc[0]
+        self.lambda_summary = (
+            f"λ search: chosen λ = **{chosen:.4g}**; best mean validation accuracy "
+            f"{_pct(top['val_acc_mean'])} at λ = {top['lambda']:.4g} (n = {int(top['n'])}). "
+            f"The study: λ ≈ {self.cfg.study['lambda'].best}, "
+            f"~{_pct(self.cfg.study['lambda'].val_acc)} validation accuracy.\n"
+            if chosen is not None
+            else ""
+        )
+        text += (
+            M.figure("lambda_search", "validation accuracy against λ")
+            + "\n"
+            + f"Best mean validation accuracy, ours: **{_pct(top['val_acc_mean'])}** at λ = {top['lambda']:.4g} "
+            + f"(n = {int(top['n'])}); the study's: λ ≈ {self.cfg.study['lambda'].best} with "
+            + f"~{_pct(self.cfg.study['lambda'].val_acc)} validation accuracy.\n"
+        )
         if not np.isnan(top["val_acc_std"]):
             close = best[best["val_acc_mean"] >= top["val_acc_mean"] - top["val_acc_std"]]
-            text += (f"\n{len(close)} of the {len(best)} λ values tried lie within one standard deviation over seeds "
-                     f"({_pct(top['val_acc_std'])}) of that best mean (λ from {close['lambda'].min():.3g} "
-                     f"to {close['lambda'].max():.3g}): at n = {int(top['n'])} seeds "
-                     "the search cannot tell them apart.\n")
+            text += (
+                f"\n{len(close)} of the {len(best)} λ values tried lie within one standard deviation over seeds "
+                f"({_pct(top['val_acc_std'])}) of that best mean (λ from {close['lambda'].min():.3g} "
+                f"to {close['lambda'].max():.3g}): at n = {int(top['n'])} seeds "
+                "the search cannot tell them apart.\n"
+            )
         return text
 
     def others(self) -> str:
@@ -219,35 +290,49 @@ class _Builder:
     def summary_table(self) -> str:
         if not self.summary:
             return "_No training results yet._ Run `" + self.cfg.commands.all + "`.\n"
-        lines = ["| experiment | data | λ | n | test acc (%) ours | seed 0 | study | bar (seed 0) |",
-                 "|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "| experiment | data | λ | n | test acc (%) ours | seed 0 | study | bar (seed 0) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for s in self.summary:
-            met = "" if s["bar"] is None or s["seed0"] is None else (" ✔" if s["seed0"] >= s["bar"] else " ✘")
+            met = (
+                ""
+                if s["bar"] is None or s["seed0"] is None
+                else (" ✔" if s["seed0"] >= s["bar"] else " ✘")
+            )
             met = " (n/a: synthetic)" if s["synthetic"] and s["bar"] is not None else met
             data = "**SYNTHETIC**" if s["synthetic"] else s["source"].split(":")[0]
-            lines.append(f"| {s['experiment']} | {data} | {s['lambda']:.4g} | {s['n']} | {s['test']} | "
-                         f"{_pct(s['seed0'])} | {_pct(s['study'])} | ≥ {_pct(s['bar'])}{met} |")
+            lines.append(
+                f"| {s['experiment']} | {data} | {s['lambda']:.4g} | {s['n']} | {s['test']} | "
+                f"{_pct(s['seed0'])} | {_pct(s['study'])} | ≥ {_pct(s['bar'])}{met} |"
+            )
         return "\n".join(lines) + "\n"
 
     def build(self) -> Report:
         lam = self.lambda_search()  # first: the final model's figure shows the chosen λ
-        body = [self.gradcheck(),
-                self.training("overfit", "2", "Overfit check"),
-                "## 3. Cyclic learning rate\n\n" + self.lr_figure(),
-                self.training("cyclic_1cycle", "3a", "One cycle", level="###"),
-                self.training("cyclic_3cycles", "3b", "Three cycles", level="###"),
-                lam,
-                self.training("final", "5", "Final model", prefer_lambda=self.report.chosen_lambda),
-                self.others()]
+        body = [
+            self.gradcheck(),
+            self.training("overfit", "2", "Overfit check"),
+            "## 3. Cyclic learning rate\n\n" + self.lr_figure(),
+            self.training("cyclic_1cycle", "3a", "One cycle", level="###"),
+            self.training("cyclic_3cycles", "3b", "Three cycles", level="###"),
+            lam,
+            self.training("final", "5", "Final model", prefer_lambda=self.report.chosen_lambda),
+            self.others(),
+        ]
         g = self.g
         synthetic_any = bool(g.runs["synthetic"].any()) if len(g.runs) else False
-        head = ["# The DD2424 assignment-2 study, regenerated from results\n",
-                "Generated by `mlp-report` from the result files listed in each section "
-                "(it only reads results; it never trains). "
-                f"{len(g.runs)} results used, {g.duplicates} duplicates ignored, {len(g.problems)} files skipped.\n",
-                M.synthetic_note() if synthetic_any else "",
-                *[M.reproduction_line(r) for r in g.reproductions],
-                "## Summary\n", self.summary_table(), self.lambda_summary]
+        head = [
+            "# The DD2424 assignment-2 study, regenerated from results\n",
+            "Generated by `mlp-report` from the result files listed in each section "
+            "(it only reads results; it never trains). "
+            f"{len(g.runs)} results used, {g.duplicates} duplicates ignored, {len(g.problems)} files skipped.\n",
+            M.synthetic_note() if synthetic_any else "",
+            *[M.reproduction_line(r) for r in g.reproductions],
+            "## Summary\n",
+            self.summary_table(),
+            self.lambda_summary,
+        ]
         tail = ["## Skipped result files\n", M.problems_section(g.problems)]
         self.report.markdown = "\n".join(p for p in head + body + tail if p).rstrip("\n") + "\n"
         return self.report
@@ -266,7 +351,12 @@ def write_report(report: Report, out: Path) -> None:
         (tmp / "tables").mkdir()
         (tmp / "figures").mkdir()
         for name, t in sorted(report.tables.items()):
-            t.frame.to_csv(tmp / "tables" / f"{name}.csv", index=False, float_format="%.10g", lineterminator="\n")
+            t.frame.to_csv(
+                tmp / "tables" / f"{name}.csv",
+                index=False,
+                float_format="%.10g",
+                lineterminator="\n",
+            )
             (tmp / "tables" / f"{name}.md").write_text(t.markdown, encoding="utf-8")
         for name, fig in sorted(report.figures.items()):
             F.save_png(fig, tmp / "figures" / f"{name}.png")

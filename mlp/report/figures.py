@@ -1,4 +1,5 @@
 """The study's figures as matplotlib Figure objects (no pyplot state), saved as reproducible PNGs."""
+
 from __future__ import annotations
 
 import io
@@ -23,10 +24,19 @@ def lr_schedule_figure(eta_min: float, eta_max: float, n_s: int, steps: int) -> 
     t = np.arange(steps + 1)
     fig = Figure(figsize=(7, 3.6))
     ax = fig.add_subplot()
-    ax.plot(t, cyclic_eta(t, eta_min, eta_max, n_s), color="tab:blue", lw=1.8,
-            label=f"η_min={eta_min:g}, η_max={eta_max:g}, n_s={n_s}")
-    ax.set(title="Cyclic learning rate (triangular)", xlabel="update step t", ylabel="learning rate η_t",
-           xlim=(0, steps))
+    ax.plot(
+        t,
+        cyclic_eta(t, eta_min, eta_max, n_s),
+        color="tab:blue",
+        lw=1.8,
+        label=f"η_min={eta_min:g}, η_max={eta_max:g}, n_s={n_s}",
+    )
+    ax.set(
+        title="Cyclic learning rate (triangular)",
+        xlabel="update step t",
+        ylabel="learning rate η_t",
+        xlim=(0, steps),
+    )
     span = eta_max - eta_min or eta_max
     ax.set_ylim(eta_min - 0.05 * span, eta_max + 0.35 * span)  # headroom for the legend
     ax.grid(alpha=0.3)
@@ -59,11 +69,23 @@ def history_figure(histories: list[list[dict]], title: str) -> Figure:
         for split, label in (("train", "training"), ("val", "validation")):
             col = f"{split}_{metric}"
             mean, std = stats[(col, "mean")], stats[(col, "std")]
-            ax.plot(stats.index, mean, color=COLORS[split], lw=1.6,
-                    label=label if n == 1 else f"{label} (mean of {n} seeds)")
+            ax.plot(
+                stats.index,
+                mean,
+                color=COLORS[split],
+                lw=1.6,
+                label=label if n == 1 else f"{label} (mean of {n} seeds)",
+            )
             if n > 1:
-                ax.fill_between(stats.index, mean - std, mean + std, color=COLORS[split], alpha=0.2, lw=0,
-                                label=f"{label} ± 1 std")
+                ax.fill_between(
+                    stats.index,
+                    mean - std,
+                    mean + std,
+                    color=COLORS[split],
+                    alpha=0.2,
+                    lw=0,
+                    label=f"{label} ± 1 std",
+                )
         ax.set(title=ylabel.split(" (")[0].capitalize(), xlabel="update step", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -72,7 +94,9 @@ def history_figure(histories: list[list[dict]], title: str) -> Figure:
     return fig
 
 
-def lambda_figure(stages: dict[str, pd.DataFrame], chosen: float | None, study_best: float | None) -> Figure:
+def lambda_figure(
+    stages: dict[str, pd.DataFrame], chosen: float | None, study_best: float | None
+) -> Figure:
     """Validation accuracy against λ (log axis), one series per search stage, error bars = std over seeds."""
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.add_subplot()
@@ -81,17 +105,30 @@ def lambda_figure(stages: dict[str, pd.DataFrame], chosen: float | None, study_b
         if frame is None or frame.empty:
             continue
         n = frame["n"]
-        ax.errorbar(frame["lambda"], 100 * frame["val_acc_mean"], yerr=100 * frame["val_acc_std"].fillna(0),
-                    fmt=markers.get(stage, "^"), color=COLORS.get(stage, "tab:gray"), capsize=3, ms=5,
-                    label=f"{stage} search (n={int(n.min())}–{int(n.max())} seeds)" if n.min() != n.max()
-                    else f"{stage} search (n={int(n.min())} seed{'s' if n.min() > 1 else ''})")
+        ax.errorbar(
+            frame["lambda"],
+            100 * frame["val_acc_mean"],
+            yerr=100 * frame["val_acc_std"].fillna(0),
+            fmt=markers.get(stage, "^"),
+            color=COLORS.get(stage, "tab:gray"),
+            capsize=3,
+            ms=5,
+            label=f"{stage} search (n={int(n.min())}–{int(n.max())} seeds)"
+            if n.min() != n.max()
+            else f"{stage} search (n={int(n.min())} seed{'s' if n.min() > 1 else ''})",
+        )
     if chosen is not None:
         ax.axvline(chosen, color="tab:red", lw=1.4, label=f"chosen λ = {chosen:.4g}")
     if study_best is not None:
-        ax.axvline(study_best, color="black", ls="--", lw=1, label=f"study's best λ ≈ {study_best:g}")
+        ax.axvline(
+            study_best, color="black", ls="--", lw=1, label=f"study's best λ ≈ {study_best:g}"
+        )
     ax.set_xscale("log")
-    ax.set(title="λ search: validation accuracy (mean ± std over seeds)", xlabel="λ (L2 penalty, log scale)",
-           ylabel="validation accuracy (%)")
+    ax.set(
+        title="λ search: validation accuracy (mean ± std over seeds)",
+        xlabel="λ (L2 penalty, log scale)",
+        ylabel="validation accuracy (%)",
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -3,6 +3,7 @@
 The report must be a pure function of these files, so everything here is sorted by path and
 nothing depends on time, the environment or the order the file system lists things in.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +23,14 @@ RESULT_NAME = "result.json"
 SEARCH_NAME = "lambda_search.json"
 REPRODUCE_NAME = "reproduce.json"
 REQUIRED = ("experiment", "seed", "lambda", "data_source", "synthetic", "config")
-REQUIRED_TRAIN = ("history", "train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss")
+REQUIRED_TRAIN = (
+    "history",
+    "train_acc",
+    "val_acc",
+    "test_acc",
+    "final_train_loss",
+    "final_val_loss",
+)
 OK_STATUS = ("ok", "done", "success", "succeeded", "completed", "cached")
 
 
@@ -33,11 +41,11 @@ def is_neutral(key: str) -> bool:
 
 @dataclass
 class Gathered:
-    runs: pd.DataFrame                      # one row per usable result (duplicates dropped)
-    results: dict[str, dict]                # path → the result dict (for histories, gradcheck tables)
+    runs: pd.DataFrame  # one row per usable result (duplicates dropped)
+    results: dict[str, dict]  # path → the result dict (for histories, gradcheck tables)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, why it was skipped)
-    searches: list[dict] = field(default_factory=list)             # lambda_search.json files, "_path" added
-    reproductions: list[dict] = field(default_factory=list)        # reproduce.json files, "_path" added
+    searches: list[dict] = field(default_factory=list)  # lambda_search.json files, "_path" added
+    reproductions: list[dict] = field(default_factory=list)  # reproduce.json files, "_path" added
     duplicates: int = 0
 
 
@@ -87,10 +95,17 @@ def _check_shapes(result: dict) -> str | None:
     """The nested parts the tables and figures read: a history of records, or a gradcheck table."""
     if "gradcheck" in result:
         gc = result["gradcheck"]
-        ok = isinstance(gc, dict) and gc and all(
-            isinstance(c, dict) and {"n_samples", "dims", "params"} <= set(c) and isinstance(c["params"], dict)
-            and all(isinstance(v, dict) and "max_rel_error" in v for v in c["params"].values())
-            for c in gc.values())
+        ok = (
+            isinstance(gc, dict)
+            and gc
+            and all(
+                isinstance(c, dict)
+                and {"n_samples", "dims", "params"} <= set(c)
+                and isinstance(c["params"], dict)
+                and all(isinstance(v, dict) and "max_rel_error" in v for v in c["params"].values())
+                for c in gc.values()
+            )
+        )
         return None if ok else "malformed 'gradcheck' table"
     h = result["history"]
     if not isinstance(h, list) or not h:
@@ -126,17 +141,44 @@ def _files(roots: list[Path], name: str, exclude: list[Path]) -> list[Path]:
 def _row(path: str, r: dict) -> dict:
     cfg = r["config"]
     train = cfg.get("train", {})
-    row = {"path": path, "experiment": r["experiment"], "kind": "gradcheck" if "gradcheck" in r else "train",
-           "seed": int(r["seed"]), "lambda": float(r["lambda"]), "dtype": r.get("dtype"),
-           "data_source": r["data_source"], "synthetic": bool(r["synthetic"]),
-           "n_train": r.get("n_train"), "n_val": r.get("n_val"), "n_test": r.get("n_test"),
-           "group": config_group(cfg),
-           "n_s": r.get("n_s"), "steps": r.get("steps"), "cycles": train.get("cycles"),
-           "eta_min": train.get("eta_min"), "eta_max": train.get("eta_max"), "eta": train.get("eta"),
-           "epochs": train.get("epochs"), "batch_size": train.get("batch_size"), "schedule": train.get("schedule"),
-           "train_s": r.get("train_s"), "wall_s": r.get("wall_s")}
-    for k in ("train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss",
-              "final_train_cost", "final_val_cost", "test_loss", "max_rel_error", "tolerance", "passed"):
+    row = {
+        "path": path,
+        "experiment": r["experiment"],
+        "kind": "gradcheck" if "gradcheck" in r else "train",
+        "seed": int(r["seed"]),
+        "lambda": float(r["lambda"]),
+        "dtype": r.get("dtype"),
+        "data_source": r["data_source"],
+        "synthetic": bool(r["synthetic"]),
+        "n_train": r.get("n_train"),
+        "n_val": r.get("n_val"),
+        "n_test": r.get("n_test"),
+        "group": config_group(cfg),
+        "n_s": r.get("n_s"),
+        "steps": r.get("steps"),
+        "cycles": train.get("cycles"),
+        "eta_min": train.get("eta_min"),
+        "eta_max": train.get("eta_max"),
+        "eta": train.get("eta"),
+        "epochs": train.get("epochs"),
+        "batch_size": train.get("batch_size"),
+        "schedule": train.get("schedule"),
+        "train_s": r.get("train_s"),
+        "wall_s": r.get("wall_s"),
+    }
+    for k in (
+        "train_acc",
+        "val_acc",
+        "test_acc",
+        "final_train_loss",
+        "final_val_loss",
+        "final_train_cost",
+        "final_val_cost",
+        "test_loss",
+        "max_rel_error",
+        "tolerance",
+        "passed",
+    ):
         row[k] = r.get(k)
     return row
 
@@ -168,7 +210,9 @@ def gather(roots: list[Path], exclude: Sequence[Path] = (), base: Path | None = 
     runs = pd.DataFrame(rows, columns=list(_row("", _EXAMPLE).keys()))
     before = len(runs)
     # The same configuration and seed found twice (e.g. a single run and a sweep): keep the last path.
-    runs = runs.drop_duplicates(subset=["experiment", "group", "seed"], keep="last").reset_index(drop=True)
+    runs = runs.drop_duplicates(subset=["experiment", "group", "seed"], keep="last").reset_index(
+        drop=True
+    )
     searches = []
     for path in _files(roots, SEARCH_NAME, list(exclude)):
         shown = _display(path, base)
@@ -184,12 +228,25 @@ def gather(roots: list[Path], exclude: Sequence[Path] = (), base: Path | None = 
         obj, err = _load(path)
         if err is None and isinstance(obj, dict) and isinstance(obj.get("invocations"), list):
             reproductions.append({**obj, "_path": _display(path, base)})
-    return Gathered(runs=runs, results=results, problems=problems, searches=searches,
-                    reproductions=reproductions, duplicates=before - len(runs))
+    return Gathered(
+        runs=runs,
+        results=results,
+        problems=problems,
+        searches=searches,
+        reproductions=reproductions,
+        duplicates=before - len(runs),
+    )
 
 
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-_EXAMPLE = {"experiment": "", "seed": 0, "lambda": 0.0, "data_source": "", "synthetic": False, "config": {}}
+_EXAMPLE = {
+    "experiment": "",
+    "seed": 0,
+    "lambda": 0.0,
+    "data_source": "",
+    "synthetic": False,
+    "config": {},
+}

@@ -1,4 +1,5 @@
 """Small Markdown pieces of REPORT.md: notes, config blocks, figure links, the skipped-files list."""
+
 from __future__ import annotations
 
 from pathlib import PurePath
@@ -39,17 +40,23 @@ def portable_config(config: dict) -> tuple[dict, list[str]]:
 
 
 def synthetic_note() -> str:
-    return ("> **⚠️ SYNTHETIC DATA.** These numbers come from the built-in synthetic stand-in "
-            "(`data=synthetic`), not from CIFAR-10. They show the pipeline works; they say nothing "
-            "about the study. Re-run on real data (`data=cifar10_jpeg` or `data=cifar10`).\n")
+    return (
+        "> **⚠️ SYNTHETIC DATA.** These numbers come from the built-in synthetic stand-in "
+        "(`data=synthetic`), not from CIFAR-10. They show the pipeline works; they say nothing "
+        "about the study. Re-run on real data (`data=cifar10_jpeg` or `data=cifar10`).\n"
+    )
 
 
 def source_line(source: str, synthetic: bool, others: list[str]) -> str:
-    text = f"Data source: `{short_source(source)}`" + (" — **SYNTHETIC**" if synthetic else "") + ".\n"
+    text = (
+        f"Data source: `{short_source(source)}`" + (" — **SYNTHETIC**" if synthetic else "") + ".\n"
+    )
     if others:
         named = ", ".join(f"`{short_source(o)}`" for o in others)
-        text += ("\nResults on other data sources were found and left out of this section "
-                 f"(pass their folder to `mlp-report` to report them): {named}.\n")
+        text += (
+            "\nResults on other data sources were found and left out of this section "
+            f"(pass their folder to `mlp-report` to report them): {named}.\n"
+        )
     if synthetic:
         text += "\n" + synthetic_note()
     return text
@@ -64,15 +71,25 @@ def config_block(experiment: str, config: dict, paths: list[str], n_configs: int
     shown = "\n".join(f"- `{p}`" for p in paths)
     config, placement = portable_config(config)  # how/where it ran, not what it computed
     lam = config.get("lambda")
-    more = (f" The section holds {n_configs} configurations (the table's rows); the resolved config below is the one "
-            f"with λ = {lam:.4g}." if n_configs > 1 and isinstance(lam, (int, float)) else "")
-    return (f"Config: [`conf/experiment/{experiment}.yaml`](../../conf/experiment/{experiment}.yaml)"
-            f" with the overrides recorded in each result.{more}\n\n"
-            f"<details><summary>Resolved config and result files</summary>\n\n"
-            f"```yaml\n{OmegaConf.to_yaml(OmegaConf.create(config))}```\n\n"
-            + (f"(Run-placement keys left out: {', '.join(f'`{k}`' for k in placement)}; "
-               "data.root shown as its file name.)\n\n" if placement else "")
-            + f"{shown}\n\n</details>\n")
+    more = (
+        f" The section holds {n_configs} configurations (the table's rows); the resolved config below is the one "
+        f"with λ = {lam:.4g}."
+        if n_configs > 1 and isinstance(lam, (int, float))
+        else ""
+    )
+    return (
+        f"Config: [`conf/experiment/{experiment}.yaml`](../../conf/experiment/{experiment}.yaml)"
+        f" with the overrides recorded in each result.{more}\n\n"
+        f"<details><summary>Resolved config and result files</summary>\n\n"
+        f"```yaml\n{OmegaConf.to_yaml(OmegaConf.create(config))}```\n\n"
+        + (
+            f"(Run-placement keys left out: {', '.join(f'`{k}`' for k in placement)}; "
+            "data.root shown as its file name.)\n\n"
+            if placement
+            else ""
+        )
+        + f"{shown}\n\n</details>\n"
+    )
 
 
 def figure(name: str, alt: str) -> str:
@@ -89,7 +106,9 @@ def reproduction_line(r: dict) -> str:
     for inv in r["invocations"][-5:]:
         steps = ", ".join(f"{k} {v:.0f} s" for k, v in inv.get("steps_s", {}).items())
         cmd = " ".join(["mlp-reproduce", *inv.get("argv", [])])
-        lines.append(f"- `{cmd}`: **{inv.get('runs_s', float('nan')) / 60:.1f} min** of runs ({steps})")
+        lines.append(
+            f"- `{cmd}`: **{inv.get('runs_s', float('nan')) / 60:.1f} min** of runs ({steps})"
+        )
     return "\n".join(lines) + "\n"
 
 

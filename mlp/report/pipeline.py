@@ -2,6 +2,7 @@
 
 Kept apart from running them so the commands can be checked without training anything.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,9 @@ class Plan:
     profile: str
     runs_dir: Path
     report_dir: Path
-    checks: list[str]        # sweep.py arguments
+    checks: list[str]  # sweep.py arguments
     search: list[str]
-    final_args: list[str]    # without lambda=: known only after the search
+    final_args: list[str]  # without lambda=: known only after the search
 
     def final(self, chosen: float) -> list[str]:
         return [*self.final_args, f"lambda={chosen!r}"]
@@ -47,10 +48,20 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mlp-reproduce", description="Reproduce the study, then its report.")
     p.add_argument("--profile", default="full", help="conf/reproduce/<profile>.yaml (default full)")
-    p.add_argument("--quick", "-q", dest="profile", action="store_const", const="quick", help="--profile quick")
-    p.add_argument("--runs-dir", default=None, help="where the runs go (default: the profile's runs_dir_<data>)")
-    p.add_argument("--report-dir", default=None, help="where the report goes (default: the profile's)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides passed to every sweep")
+    p.add_argument(
+        "--quick", "-q", dest="profile", action="store_const", const="quick", help="--profile quick"
+    )
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="where the runs go (default: the profile's runs_dir_<data>)",
+    )
+    p.add_argument(
+        "--report-dir", default=None, help="where the report goes (default: the profile's)"
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="overrides passed to every sweep"
+    )
     return p
 
 
@@ -62,10 +73,16 @@ def split_args(argv: list[str]) -> tuple[str, list[str], dict]:
             raise UserError(f"cannot read argument {a!r} (expected key=value)")
         key = a.split("=", 1)[0].lstrip("+~")
         if key in RESERVED:
-            raise UserError(f"{key}= is set by mlp-reproduce for each step (not allowed: {', '.join(RESERVED)})")
+            raise UserError(
+                f"{key}= is set by mlp-reproduce for each step (not allowed: {', '.join(RESERVED)})"
+            )
     if args.profile not in profiles():
         raise UserError(f"unknown profile '{args.profile}' (allowed: {', '.join(profiles())})")
-    return args.profile, list(args.overrides), {"runs_dir": args.runs_dir, "report_dir": args.report_dir}
+    return (
+        args.profile,
+        list(args.overrides),
+        {"runs_dir": args.runs_dir, "report_dir": args.report_dir},
+    )
 
 
 def data_tag(overrides: list[str]) -> str:
@@ -88,12 +105,34 @@ def make_plan(argv: list[str], base: Path) -> Plan:
         return "seed=" + ",".join(str(int(s)) for s in step.seeds)
 
     if not any(ov.split("=", 1)[0] == "sweep.store" for ov in user):
-        user = [*user, f"sweep.store={runs / 'store'}"]  # self-contained: resume and timing see only this folder
+        user = [
+            *user,
+            f"sweep.store={runs / 'store'}",
+        ]  # self-contained: resume and timing see only this folder
     c, s, f = prof.checks, prof.search, prof.final
-    checks = ["-m", "experiment=" + ",".join(c.experiments), seeds(c), f"hydra.sweep.dir={runs / 'checks'}",
-              *c.overrides, *user]
-    search = ["search=lambda", seeds(s), f"hydra.sweep.dir={runs / 'lambda_search'}", *s.overrides, *user]
-    final = ["-m", "experiment=final", seeds(f), f"hydra.sweep.dir={runs / 'final'}", *f.overrides, *user]
+    checks = [
+        "-m",
+        "experiment=" + ",".join(c.experiments),
+        seeds(c),
+        f"hydra.sweep.dir={runs / 'checks'}",
+        *c.overrides,
+        *user,
+    ]
+    search = [
+        "search=lambda",
+        seeds(s),
+        f"hydra.sweep.dir={runs / 'lambda_search'}",
+        *s.overrides,
+        *user,
+    ]
+    final = [
+        "-m",
+        "experiment=final",
+        seeds(f),
+        f"hydra.sweep.dir={runs / 'final'}",
+        *f.overrides,
+        *user,
+    ]
     return Plan(profile, runs, report, checks, search, final)
 
 

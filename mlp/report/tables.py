@@ -4,6 +4,7 @@ Each table is kept numeric (CSV: `<metric>_mean`, `<metric>_std`, `n`) and rende
 (Markdown: "mean ± std", accuracies in %). Rows are sorted by their key columns, so the same
 results always give the same bytes.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,37 +16,94 @@ import pandas as pd
 
 from mlp.report.gather import flatten, is_neutral
 
-TRAIN_METRICS = ("train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss", "train_s")
+TRAIN_METRICS = (
+    "train_acc",
+    "val_acc",
+    "test_acc",
+    "final_train_loss",
+    "final_val_loss",
+    "train_s",
+)
 GRADCHECK_METRICS = ("grad_max", "abs_err_max", "abs_err_mean", "max_rel_error")
 # Key columns (the configuration a row stands for) per experiment; other experiments get DEFAULT_KEYS.
 KEYS = {
     "overfit": ("lambda", "eta", "epochs", "batch_size", "n_train"),
-    "cyclic_1cycle": ("lambda", "eta_min", "eta_max", "n_s", "cycles", "batch_size", "n_train", "n_val"),
-    "cyclic_3cycles": ("lambda", "eta_min", "eta_max", "n_s", "cycles", "batch_size", "n_train", "n_val"),
+    "cyclic_1cycle": (
+        "lambda",
+        "eta_min",
+        "eta_max",
+        "n_s",
+        "cycles",
+        "batch_size",
+        "n_train",
+        "n_val",
+    ),
+    "cyclic_3cycles": (
+        "lambda",
+        "eta_min",
+        "eta_max",
+        "n_s",
+        "cycles",
+        "batch_size",
+        "n_train",
+        "n_val",
+    ),
     "lambda_coarse": ("lambda", "n_s", "cycles", "n_train", "n_val"),
     "lambda_fine": ("lambda", "n_s", "cycles", "n_train", "n_val"),
     "final": ("lambda", "n_s", "cycles", "n_train", "n_val"),
 }
 DEFAULT_KEYS = ("lambda", "n_s", "cycles", "batch_size", "n_train", "n_val")
 # Config paths already shown through a key column (so they are not added again as "varying").
-SHOWN_AS = {"lambda": "lambda", "train.n_s": "n_s", "train.n_s_epochs": "n_s", "train.cycles": "cycles",
-            "train.eta_min": "eta_min", "train.eta_max": "eta_max", "train.eta": "eta",
-            "train.epochs": "epochs", "train.batch_size": "batch_size"}
-HEADERS = {"lambda": "λ", "eta_min": "η_min", "eta_max": "η_max", "eta": "η", "n_s": "n_s",
-           "cycles": "cycles", "epochs": "epochs", "batch_size": "batch", "n_train": "n_train",
-           "n_val": "n_val", "n": "n", "seeds": "seeds", "chosen": "chosen",
-           "train_acc": "train acc (%)", "val_acc": "val acc (%)", "test_acc": "test acc (%)",
-           "final_train_loss": "train loss", "final_val_loss": "val loss", "train_s": "train time (s)",
-           "dtype": "dtype", "case": "case", "n_samples": "samples", "dims": "dims", "param": "param",
-           "n_entries": "entries checked", "grad_max": "max abs grad", "abs_err_max": "max abs err",
-           "abs_err_mean": "mean abs err", "max_rel_error": "max rel err", "tolerance": "tolerance",
-           "passed": "passed"}
+SHOWN_AS = {
+    "lambda": "lambda",
+    "train.n_s": "n_s",
+    "train.n_s_epochs": "n_s",
+    "train.cycles": "cycles",
+    "train.eta_min": "eta_min",
+    "train.eta_max": "eta_max",
+    "train.eta": "eta",
+    "train.epochs": "epochs",
+    "train.batch_size": "batch_size",
+}
+HEADERS = {
+    "lambda": "λ",
+    "eta_min": "η_min",
+    "eta_max": "η_max",
+    "eta": "η",
+    "n_s": "n_s",
+    "cycles": "cycles",
+    "epochs": "epochs",
+    "batch_size": "batch",
+    "n_train": "n_train",
+    "n_val": "n_val",
+    "n": "n",
+    "seeds": "seeds",
+    "chosen": "chosen",
+    "train_acc": "train acc (%)",
+    "val_acc": "val acc (%)",
+    "test_acc": "test acc (%)",
+    "final_train_loss": "train loss",
+    "final_val_loss": "val loss",
+    "train_s": "train time (s)",
+    "dtype": "dtype",
+    "case": "case",
+    "n_samples": "samples",
+    "dims": "dims",
+    "param": "param",
+    "n_entries": "entries checked",
+    "grad_max": "max abs grad",
+    "abs_err_max": "max abs err",
+    "abs_err_mean": "mean abs err",
+    "max_rel_error": "max rel err",
+    "tolerance": "tolerance",
+    "passed": "passed",
+}
 
 
 @dataclass
 class Table:
     name: str
-    frame: pd.DataFrame      # numeric, what the CSV holds
+    frame: pd.DataFrame  # numeric, what the CSV holds
     markdown: str
 
 
@@ -58,7 +116,9 @@ def pick_source(runs: pd.DataFrame, experiments) -> tuple[pd.DataFrame, str | No
     if sub.empty:
         return sub, None, []
     counts = sub.groupby("data_source").agg(n=("path", "size"), synthetic=("synthetic", "max"))
-    order = sorted(counts.index, key=lambda s: (bool(counts.loc[s, "synthetic"]), -int(counts.loc[s, "n"]), s))
+    order = sorted(
+        counts.index, key=lambda s: (bool(counts.loc[s, "synthetic"]), -int(counts.loc[s, "n"]), s)
+    )
     return sub[sub["data_source"] == order[0]], order[0], order[1:]
 
 
@@ -69,8 +129,15 @@ def varying_config_keys(runs: pd.DataFrame, results: dict) -> list[str]:
         return []
     flats = [flatten(results[p]["config"]) for p in firsts["path"]]
     keys = sorted(set().union(*flats))
-    return [k for k in keys if not is_neutral(k) and k != "name" and k not in SHOWN_AS and not k.startswith("search.")
-            and len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flats}) > 1]
+    return [
+        k
+        for k in keys
+        if not is_neutral(k)
+        and k != "name"
+        and k not in SHOWN_AS
+        and not k.startswith("search.")
+        and len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flats}) > 1
+    ]
 
 
 def aggregate(rows: pd.DataFrame, keys: list[str], metrics, flags=()) -> pd.DataFrame:
@@ -90,7 +157,12 @@ def aggregate(rows: pd.DataFrame, keys: list[str], metrics, flags=()) -> pd.Data
             rec[f"{m}_mean"] = vals.mean()
             rec[f"{m}_std"] = vals.std() if len(g) > 1 else np.nan
         out.append(rec)
-    cols = list(keys) + list(flags) + ["n", "seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
+    cols = (
+        list(keys)
+        + list(flags)
+        + ["n", "seeds"]
+        + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
+    )
     frame = pd.DataFrame(out, columns=cols)
     return frame.sort_values(list(keys), kind="stable", na_position="last").reset_index(drop=True)
 
@@ -100,11 +172,17 @@ def train_table(name: str, runs: pd.DataFrame, results: dict, chosen: float | No
     runs = runs.copy()
     extra = varying_config_keys(runs, results)
     for k in extra:
-        runs[k] = [json.dumps(flatten(results[p]["config"]).get(k), default=str) for p in runs["path"]]
+        runs[k] = [
+            json.dumps(flatten(results[p]["config"]).get(k), default=str) for p in runs["path"]
+        ]
     keys = list(KEYS.get(name, DEFAULT_KEYS)) + extra
     frame = aggregate(runs, keys, TRAIN_METRICS)
     if chosen is not None:
-        frame.insert(len(keys), "chosen", np.isclose(frame["lambda"].astype(float), chosen, rtol=1e-9, atol=0))
+        frame.insert(
+            len(keys),
+            "chosen",
+            np.isclose(frame["lambda"].astype(float), chosen, rtol=1e-9, atol=0),
+        )
     return Table(name, frame, to_markdown(frame, TRAIN_METRICS))
 
 
@@ -115,14 +193,38 @@ def gradcheck_table(runs: pd.DataFrame, results: dict) -> Table:
         r = results[path]
         for ci, (case, c) in enumerate(r["gradcheck"].items()):
             for pi, (param, stats) in enumerate(c["params"].items()):
-                recs.append({"path": path, "seed": seed, "group": f"{r['dtype']}/{ci}/{pi}/{group}",
-                             "dtype": r["dtype"], "case_order": ci, "case": case, "n_samples": c["n_samples"],
-                             "dims": c["dims"], "param_order": pi, "param": param,
-                             "n_entries": stats["n_entries"],
-                             "tolerance": r["tolerance"], "passed": bool(stats["max_rel_error"] < r["tolerance"]),
-                             **{m: stats[m] for m in GRADCHECK_METRICS}})
-    keys = ["dtype", "case_order", "case", "n_samples", "dims", "param_order", "param", "n_entries", "tolerance"]
-    long = pd.DataFrame(recs, columns=["path", "seed", "group", *keys, "passed", *GRADCHECK_METRICS])
+                recs.append(
+                    {
+                        "path": path,
+                        "seed": seed,
+                        "group": f"{r['dtype']}/{ci}/{pi}/{group}",
+                        "dtype": r["dtype"],
+                        "case_order": ci,
+                        "case": case,
+                        "n_samples": c["n_samples"],
+                        "dims": c["dims"],
+                        "param_order": pi,
+                        "param": param,
+                        "n_entries": stats["n_entries"],
+                        "tolerance": r["tolerance"],
+                        "passed": bool(stats["max_rel_error"] < r["tolerance"]),
+                        **{m: stats[m] for m in GRADCHECK_METRICS},
+                    }
+                )
+    keys = [
+        "dtype",
+        "case_order",
+        "case",
+        "n_samples",
+        "dims",
+        "param_order",
+        "param",
+        "n_entries",
+        "tolerance",
+    ]
+    long = pd.DataFrame(
+        recs, columns=["path", "seed", "group", *keys, "passed", *GRADCHECK_METRICS]
+    )
     frame = aggregate(long, keys, GRADCHECK_METRICS, flags=("passed",))
     frame = frame.drop(columns=["case_order", "param_order"])
     return Table("gradcheck", frame, to_markdown(frame, GRADCHECK_METRICS))
@@ -137,11 +239,14 @@ def chosen_lambda(searches: list[dict], tables: list[Table]) -> tuple[float | No
     if not frames:
         return None, ""
     both = pd.concat(frames, ignore_index=True)
-    best = both.sort_values(["val_acc_mean", "lambda"], ascending=[False, True], kind="stable").iloc[0]
+    best = both.sort_values(
+        ["val_acc_mean", "lambda"], ascending=[False, True], kind="stable"
+    ).iloc[0]
     return float(best["lambda"]), "the best mean validation accuracy in the tables below"
 
 
 # ---------------------------------------------------------------- Markdown rendering
+
 
 def _fmt_value(col: str, v: Any) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
@@ -172,14 +277,22 @@ def fmt_mean_std(col: str, mean, std) -> str:
 
 
 def to_markdown(frame: pd.DataFrame, metrics) -> str:
-    keys = [c for c in frame.columns if not any(c == f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
+    keys = [
+        c
+        for c in frame.columns
+        if not any(c == f"{m}_{s}" for m in metrics for s in ("mean", "std"))
+    ]
     header = [HEADERS.get(c, c) for c in keys] + [HEADERS.get(m, m) for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in frame.iterrows():
         cells = []
         for c in keys:
             v = row[c]
-            cells.append("**◀ chosen**" if c == "chosen" and v else ("" if c == "chosen" else _fmt_value(c, v)))
+            cells.append(
+                "**◀ chosen**"
+                if c == "chosen" and v
+                else ("" if c == "chosen" else _fmt_value(c, v))
+            )
         cells += [fmt_mean_std(m, row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ The captured bytes are also written on to the worker's original descriptors afte
 Ray's worker logs (and `sweep.ray.log_to_driver=true`) still see them, at the job's end.
 A task that runs several jobs (a bundle) captures one log for all of them.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,12 @@ def captured_output() -> Iterator[Captured]:
         sink.close()
         view = memoryview(data)
         while view:
-            view = view[os.write(saved[0], view):]
+            view = view[os.write(saved[0], view) :]
         for fd in saved:
             os.close(fd)
-        cut = f"[... first {size - len(data)} bytes of the log dropped ...]\n" if size > len(data) else ""
+        cut = (
+            f"[... first {size - len(data)} bytes of the log dropped ...]\n"
+            if size > len(data)
+            else ""
+        )
         box.text = cut + data.decode(errors="replace")

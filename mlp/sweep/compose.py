@@ -8,6 +8,7 @@ applied in command-line order with Hydra's own rules (`key=v`, `+key=v`, `++key=
 borrows the template in place and puts it back afterwards (no copy of the ~600-node config).
 tests/test_sweep_compose.py checks the result against a full compose for every experiment.
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,14 +47,17 @@ class _Template:
         subdir = self.plain["hydra"]["sweep"]["subdir"]
         self.subdir_is_num = subdir == "${hydra.job.num}"
 
-
     def reset(self, applied: list[Override] | None = None) -> None:
         """Undo value overrides on self.task (default: the ones in self.state)."""
         applied = self.state if applied is None else applied
         with open_dict(self.task):
             for ov in reversed(applied):
-                _restore(self.task, self.task_plain, ov.key_or_group,
-                         _lookup(self.task_plain, ov.key_or_group))
+                _restore(
+                    self.task,
+                    self.task_plain,
+                    ov.key_or_group,
+                    _lookup(self.task_plain, ov.key_or_group),
+                )
         self.state = []
 
     def move_to(self, values: list[Override]) -> None:
@@ -65,8 +69,9 @@ class _Template:
             if old.input_line != new.input_line:
                 break
             keep += 1
-        if any(ov.key_or_group in {o.key_or_group for o in self.state[:keep]} for ov in values[keep:]) \
-                or not _disjoint(self.state[:keep] + values[keep:]):
+        if any(
+            ov.key_or_group in {o.key_or_group for o in self.state[:keep]} for ov in values[keep:]
+        ) or not _disjoint(self.state[:keep] + values[keep:]):
             keep = 0
         kept = self.state[:keep]
         self.reset(self.state[keep:])
@@ -84,7 +89,7 @@ def _disjoint(values: list[Override]) -> bool:
     """No key set twice and none inside another (so their undo order does not matter)."""
     keys = [ov.key_or_group for ov in values]
     for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
+        for b in keys[i + 1 :]:
             if a == b or a.startswith(b + ".") or b.startswith(a + "."):
                 return False
     return True
@@ -113,9 +118,14 @@ class JobComposer:
     def _structural(self, ov: Override) -> bool:
         """True for what changes the defaults list or the hydra node, i.e. needs a real compose."""
         key = ov.key_or_group
-        return (ov.package is not None or ov.is_delete() or ov.is_hydra_override()
-                or "/" in key or key.split("@")[0] in self.groups
-                or getattr(ov, "is_list_extend", lambda: False)())
+        return (
+            ov.package is not None
+            or ov.is_delete()
+            or ov.is_hydra_override()
+            or "/" in key
+            or key.split("@")[0] in self.groups
+            or getattr(ov, "is_list_extend", lambda: False)()
+        )
 
     def _template(self, parsed: list[Override]) -> _Template:
         key = tuple(ov.input_line for ov in parsed if self._structural(ov))
@@ -131,7 +141,8 @@ class JobComposer:
         parsed = [self.parse(line) for line in overrides]
         template = self._template(parsed)
         if not (template.fast and template.subdir_is_num) or any(
-                "${hydra" in line or "${now:" in line for line in overrides):
+            "${hydra" in line or "${now:" in line for line in overrides
+        ):
             with self.applied(num, overrides) as cfg:
                 plain = {k: _plain(cfg[k]) for k in cfg if k != "hydra"}
                 return plain, str(cfg.hydra.sweep.subdir)
@@ -165,7 +176,10 @@ class JobComposer:
                 conf = cfg.hydra.job.config.override_dirname
                 cfg.hydra.job.override_dirname = _dirname(
                     [ov for ov in parsed if not ov.is_hydra_override()],
-                    list(conf.exclude_keys), str(conf.item_sep), str(conf.kv_sep))
+                    list(conf.exclude_keys),
+                    str(conf.item_sep),
+                    str(conf.kv_sep),
+                )
                 cfg.hydra.job.num = num
                 cfg.hydra.job.id = str(num)
             if template.uses_hydra_resolver:  # ${hydra:...} reads Hydra's global config
@@ -192,7 +206,9 @@ def _apply(cfg: DictConfig, ov: Override) -> None:
     """Hydra's value-override rules (ConfigLoaderImpl._apply_overrides_to_config, public API)."""
     key, value = ov.key_or_group, ov.value()
     if ov.is_add():
-        if OmegaConf.select(cfg, key, throw_on_missing=False) is None or isinstance(value, (dict, list)):
+        if OmegaConf.select(cfg, key, throw_on_missing=False) is None or isinstance(
+            value, (dict, list)
+        ):
             OmegaConf.update(cfg, key, value, merge=True, force_add=True)
         else:
             raise ValueError(f"Could not append to config. An item is already at '{key}'.")
@@ -202,8 +218,9 @@ def _apply(cfg: DictConfig, ov: Override) -> None:
         try:
             OmegaConf.update(cfg, key, value, merge=True)
         except Exception as exc:
-            raise ValueError(f"Could not override '{key}'. To append to your config use "
-                             f"+{ov.input_line}") from exc
+            raise ValueError(
+                f"Could not override '{key}'. To append to your config use +{ov.input_line}"
+            ) from exc
 
 
 def _lookup(plain: dict, dotted: str):

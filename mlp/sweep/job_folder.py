@@ -5,6 +5,7 @@ another node, without Hydra).
 The YAML is dumped from plain containers with libyaml when available: the same text as
 OmegaConf.to_yaml, at a fifth of its cost per job.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -8,6 +8,7 @@ line), so the first task starts as soon as Ray is up and memory stays flat at an
 Results travel back through Ray, so they land on the driver even when worker nodes share no
 disk with it. docs/sweep-scale.md describes the loop and its figures.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,8 @@ class SweepStopped(Exception):
 class Job:
     num: int
     overrides: list[str]
-    cfg: dict                      # resolved, plain data: what the Ray task receives
-    key: str                       # config hash
+    cfg: dict  # resolved, plain data: what the Ray task receives
+    key: str  # config hash
     subdir: str
     stage: str | None = None
     swept: dict = field(default_factory=dict)
@@ -61,12 +62,16 @@ class Job:
 def check_settings(settings) -> None:
     cpus, retries = settings.cpus_per_job, settings.max_retries
     if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
-        raise UserError(f"sweep.cpus_per_job={cpus!r} must be a whole number ≥ 1 (it is also the job's BLAS threads)")
+        raise UserError(
+            f"sweep.cpus_per_job={cpus!r} must be a whole number ≥ 1 (it is also the job's BLAS threads)"
+        )
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise UserError(f"sweep.max_retries={retries!r} must be a whole number ≥ 0")
     for key in ("max_failures", "max_in_flight"):
         value = settings.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
             raise UserError(f"sweep.{key}={value!r} must be a whole number ≥ 1 or null")
 
 
@@ -91,13 +96,20 @@ def describe_ray_error(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {first_line(str(exc), type(exc).__name__)}"
     cause = getattr(exc, "cause", None)
     text = ANSI.sub("", f"{cause if cause is not None else ''}\n{exc}")
-    raised = [ln.strip() for ln in text.splitlines()
-              if re.match(r"^\s*[A-Za-z_][\w.]*(Error|Exception): ", ln)]
+    raised = [
+        ln.strip()
+        for ln in text.splitlines()
+        if re.match(r"^\s*[A-Za-z_][\w.]*(Error|Exception): ", ln)
+    ]
     if "failed to import on the worker" in text or any("No module named" in ln for ln in raised):
-        why = next((ln for ln in reversed(raised) if "Import" in ln or "No module" in ln),
-                   raised[-1] if raised else "")
-        return (f"{IMPORT_FAILURE} ({why}); install mlp-study in the Python environment of every "
-                f"node, or ship it with sweep.ray.working_dir")
+        why = next(
+            (ln for ln in reversed(raised) if "Import" in ln or "No module" in ln),
+            raised[-1] if raised else "",
+        )
+        return (
+            f"{IMPORT_FAILURE} ({why}); install mlp-study in the Python environment of every "
+            f"node, or ship it with sweep.ray.working_dir"
+        )
     if cause is not None and not isinstance(cause, RayTaskError):
         return f"{type(cause).__name__}: {first_line(str(cause), type(cause).__name__)}"
     return raised[-1] if raised else first_line(str(exc), type(exc).__name__)
@@ -115,7 +127,11 @@ class _AttrView(dict):
 
     def __getitem__(self, key):
         value = dict.__getitem__(self, key)
-        return _AttrView(value) if isinstance(value, dict) and not isinstance(value, _AttrView) else value
+        return (
+            _AttrView(value)
+            if isinstance(value, dict) and not isinstance(value, _AttrView)
+            else value
+        )
 
 
 class SweepRunner:
@@ -190,7 +206,9 @@ class SweepRunner:
                 self.swept_keys.append(key)
 
     # ---- running --------------------------------------------------------------------
-    def launch(self, job_overrides, initial_job_idx: int, stage: str | None = None) -> list[JobReturn]:
+    def launch(
+        self, job_overrides, initial_job_idx: int, stage: str | None = None
+    ) -> list[JobReturn]:
         """Run the jobs; JobReturns in job order. Jobs are composed as they are needed: while
         Ray starts (on its own thread) the driver checks jobs ahead, so in a sweep that fits in
         the start-up time a bad job still stops everything before any job starts."""
@@ -199,7 +217,9 @@ class SweepRunner:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         force = bool(self.settings.force)
         known = {} if force else scan_sweep_dir(self.sweep_dir)
-        progress = Progress(len(job_overrides), bool(self.settings.progress), label=stage or "sweep")
+        progress = Progress(
+            len(job_overrides), bool(self.settings.progress), label=stage or "sweep"
+        )
         returns: dict[int, JobReturn] = {}
         self.counts["jobs"] += len(job_overrides)
         upcoming = iter(enumerate(job_overrides))
@@ -225,7 +245,9 @@ class SweepRunner:
             first = next_job()
             if first is not None:
                 ready.append(first)
-                self.shipper.preload([first.cfg])  # a missing or corrupt data file: error before any job
+                self.shipper.preload(
+                    [first.cfg]
+                )  # a missing or corrupt data file: error before any job
             if first is not None and self.ray_info is None:
                 ray_session.start_early(self.settings.ray)
                 while not ray_session.early_ready():  # check ahead while Ray comes up
@@ -296,11 +318,16 @@ class SweepRunner:
                         progress.done += 1
                         continue
                     progress.failed += 1
-                    if max_failures is not None and self.counts["failed"] >= max_failures \
-                            and self.stopped is None:
-                        self.stopped = (f"stopped launching after {self.counts['failed']} failed jobs "
-                                        f"(sweep.max_failures={max_failures}); first: "
-                                        f"{self.failures[0]['error']}")
+                    if (
+                        max_failures is not None
+                        and self.counts["failed"] >= max_failures
+                        and self.stopped is None
+                    ):
+                        self.stopped = (
+                            f"stopped launching after {self.counts['failed']} failed jobs "
+                            f"(sweep.max_failures={max_failures}); first: "
+                            f"{self.failures[0]['error']}"
+                        )
         if error is not None:
             raise error
         if self.stopped is not None:
@@ -315,9 +342,12 @@ class SweepRunner:
             from mlp.sweep.bundle_task import mlp_sweep_bundle
             from mlp.sweep.task import mlp_sweep_job
 
-            options = dict(num_cpus=float(self.settings.cpus_per_job),
-                           max_retries=int(self.settings.max_retries), retry_exceptions=False,
-                           **remote_options(self.settings))
+            options = dict(
+                num_cpus=float(self.settings.cpus_per_job),
+                max_retries=int(self.settings.max_retries),
+                retry_exceptions=False,
+                **remote_options(self.settings),
+            )
             self._remote = ray.remote(mlp_sweep_job).options(**options)
             self._remote_bundle = ray.remote(mlp_sweep_bundle).options(**options)
         return self._remote, self._remote_bundle
@@ -347,7 +377,9 @@ class SweepRunner:
             if status == "failed":
                 result["error"] = first_line(result.get("error", ""), "failed")
                 if result["error"].startswith(IMPORT_FAILURE) and self.stopped is None:
-                    self.stopped = result["error"]  # every job would fail the same way: launch no more
+                    self.stopped = result[
+                        "error"
+                    ]  # every job would fail the same way: launch no more
             self.counts["ran"] += 1
             self.counts["failed"] += status == "failed"
             returns.append(self._record(job, result, status))
@@ -368,8 +400,15 @@ class SweepRunner:
         job_dir = self.sweep_dir / job.subdir
         with self.composer.applied(job.num, job.overrides) as composed:  # .hydra/*.yaml, job.log
             write_job_folder(job_dir, composed, result.pop("log", None))
-        result.update(config_hash=job.key, sweep_job={"num": job.num, "overrides": job.overrides,
-                                                     "stage": job.stage, "sweep_dir": str(self.sweep_dir)})
+        result.update(
+            config_hash=job.key,
+            sweep_job={
+                "num": job.num,
+                "overrides": job.overrides,
+                "stage": job.stage,
+                "sweep_dir": str(self.sweep_dir),
+            },
+        )
         if "task_started_at" in result and status != "cached":
             started = result["task_started_at"]
             self.first_task_started_at = min(started, self.first_task_started_at or started)
@@ -378,8 +417,14 @@ class SweepRunner:
             result["status"] = "failed"
             write_json_atomic(job_dir / "failed.json", result)
             what = [f"{k}={v}" for k, v in job.swept.items()] or job.overrides
-            self.failures.append({"job": job.num, "swept": what, "overrides": job.overrides,
-                                  "error": result.get("error", "")})
+            self.failures.append(
+                {
+                    "job": job.num,
+                    "swept": what,
+                    "overrides": job.overrides,
+                    "error": result.get("error", ""),
+                }
+            )
         else:
             result["status"] = status
             if status == "ok":
@@ -389,14 +434,20 @@ class SweepRunner:
             if not (status == "cached" and _same_hash(existing, job.key)):
                 write_json_atomic(existing, result)
         self.csv.add(make_row(job, result, status), self.swept_keys)
-        ret = JobReturn(overrides=job.overrides, working_dir=str(job_dir), task_name="mlp_sweep_job",
-                        status=JobStatus.FAILED if status == "failed" else JobStatus.COMPLETED)
+        ret = JobReturn(
+            overrides=job.overrides,
+            working_dir=str(job_dir),
+            task_name="mlp_sweep_job",
+            status=JobStatus.FAILED if status == "failed" else JobStatus.COMPLETED,
+        )
         if job.composed is not None:  # only callbacks read these; building them costs ms per job
-            ret.cfg = OmegaConf.create(job.cfg)   # the resolved config the task ran
+            ret.cfg = OmegaConf.create(job.cfg)  # the resolved config the task ran
             ret.hydra_cfg = OmegaConf.create({"hydra": job.composed.hydra})
         result.pop("traceback", None)  # on disk in failed.json; the driver keeps only the summary
         result.pop("config", None)
-        ret.return_value = JobFailed(result.get("error", "failed")) if status == "failed" else result
+        ret.return_value = (
+            JobFailed(result.get("error", "failed")) if status == "failed" else result
+        )
         return ret
 
     # ---- ending ---------------------------------------------------------------------
@@ -405,35 +456,56 @@ class SweepRunner:
         finished_at = time.time()
         self.csv.finish(self.swept_keys)
         info = self.ray_info or {}
-        summary = {**self.counts, "sweep_dir": str(self.sweep_dir), "started_at": sweep_pkg.STARTED_AT,
-                   "finished_at": finished_at, "wall_s": finished_at - sweep_pkg.STARTED_AT,
-                   "ray_address": info.get("address"), "ray_start_s": info.get("start_s"),
-                   "ray_start_began_after_s": (info["began_at"] - sweep_pkg.STARTED_AT if "began_at" in info else None),
-                   "ray_ready_to_first_job_s": (self.first_task_started_at - info["began_at"] - info["start_s"]
-                                                if self.first_task_started_at and "began_at" in info else None),
-                   "first_task_started_at": self.first_task_started_at,
-                   "startup_to_first_job_s": (self.first_task_started_at - sweep_pkg.STARTED_AT
-                                              if self.first_task_started_at else None),
-                   "task_wall_sum_s": self.task_wall_sum,
-                   "cluster_cpus": info.get("cluster_cpus"),
-                   "full_composes": self.composer.full_composes,
-                   "cpus_per_job": self.settings.cpus_per_job, "stopped": self.stopped,
-                   "failures": self.failures, **(extra or {})}
+        summary = {
+            **self.counts,
+            "sweep_dir": str(self.sweep_dir),
+            "started_at": sweep_pkg.STARTED_AT,
+            "finished_at": finished_at,
+            "wall_s": finished_at - sweep_pkg.STARTED_AT,
+            "ray_address": info.get("address"),
+            "ray_start_s": info.get("start_s"),
+            "ray_start_began_after_s": (
+                info["began_at"] - sweep_pkg.STARTED_AT if "began_at" in info else None
+            ),
+            "ray_ready_to_first_job_s": (
+                self.first_task_started_at - info["began_at"] - info["start_s"]
+                if self.first_task_started_at and "began_at" in info
+                else None
+            ),
+            "first_task_started_at": self.first_task_started_at,
+            "startup_to_first_job_s": (
+                self.first_task_started_at - sweep_pkg.STARTED_AT
+                if self.first_task_started_at
+                else None
+            ),
+            "task_wall_sum_s": self.task_wall_sum,
+            "cluster_cpus": info.get("cluster_cpus"),
+            "full_composes": self.composer.full_composes,
+            "cpus_per_job": self.settings.cpus_per_job,
+            "stopped": self.stopped,
+            "failures": self.failures,
+            **(extra or {}),
+        }
         t0 = time.perf_counter()
         ray_session.disconnect()
         summary["ray_shutdown_s"] = time.perf_counter() - t0
         write_json_atomic(self.sweep_dir / "sweep.json", summary)
-        print(f"{self.counts['jobs']} jobs: {self.counts['ran'] - self.counts['failed']} ran, "
-              f"{self.counts['cached']} cached (already stored), {self.counts['failed']} failed "
-              f"-> {self.sweep_dir / 'results.csv'}", flush=True)
+        print(
+            f"{self.counts['jobs']} jobs: {self.counts['ran'] - self.counts['failed']} ran, "
+            f"{self.counts['cached']} cached (already stored), {self.counts['failed']} failed "
+            f"-> {self.sweep_dir / 'results.csv'}",
+            flush=True,
+        )
         if self.failures and self.stopped is None:
             shown = self.failures[:SHOWN_FAILURES]
             print(f"error: {len(self.failures)} job(s) failed:", file=sys.stderr)
             for f in shown:
                 print(f"  job {f['job']} ({' '.join(f['swept'])}): {f['error']}", file=sys.stderr)
             if len(self.failures) > len(shown):
-                print(f"  ... and {len(self.failures) - len(shown)} more (results.csv, */failed.json)",
-                      file=sys.stderr)
+                print(
+                    f"  ... and {len(self.failures) - len(shown)} more (results.csv, */failed.json)",
+                    file=sys.stderr,
+                )
             return 1
         return 1 if self.stopped else 0
 

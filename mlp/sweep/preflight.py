@@ -5,6 +5,7 @@ primary config here first (with Hydra's own loader and argument parser) turns th
 Per-job errors (a swept key or value) are caught when the launcher composes every job,
 also before any job starts.
 """
+
 from __future__ import annotations
 
 from hydra._internal.utils import get_args_parser
@@ -34,8 +35,15 @@ def preflight(argv: list[str], config_name: str):
     check_groups(parsed, GROUPS)
     with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
         try:
-            primary = GlobalHydra.instance().config_loader().load_configuration(
-                config_name=config_name, overrides=list(args.overrides), run_mode=RunMode.MULTIRUN)
+            primary = (
+                GlobalHydra.instance()
+                .config_loader()
+                .load_configuration(
+                    config_name=config_name,
+                    overrides=list(args.overrides),
+                    run_mode=RunMode.MULTIRUN,
+                )
+            )
         except Exception as exc:
             raise UserError(compose_error(exc)) from None
     check_trackers(primary)  # +tracking=...: its package installed, its store reachable

@@ -2,6 +2,7 @@
 
 On a terminal the line is redrawn in place; otherwise (logs, CI) one line per finished job.
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,8 +30,10 @@ class Progress:
         left = self.total - finished
         eta = "?" if ran == 0 else _clock(elapsed / ran * left)
         eta = eta if left else "0:00:00"
-        return (f"[{self.label}] {finished}/{self.total} finished ({self.done} ok incl. {self.cached} cached, "
-                f"{self.failed} failed), {self.running} running, elapsed {_clock(elapsed)}, ETA {eta}")
+        return (
+            f"[{self.label}] {finished}/{self.total} finished ({self.done} ok incl. {self.cached} cached, "
+            f"{self.failed} failed), {self.running} running, elapsed {_clock(elapsed)}, ETA {eta}"
+        )
 
     def show(self, force: bool = False) -> None:
         if not self.enabled:

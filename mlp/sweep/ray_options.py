@@ -22,10 +22,15 @@ from mlp.errors import UserError
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 CODE_EXCLUDES = ["__pycache__/", "*.pyc"]
 WORKING_DIR_EXCLUDES = ["outputs/", "data/", ".git/", ".venv/", "*.egg-info/", "__pycache__/"]
-RESERVED_INIT = {"address": "use sweep.ray.address",
-                 "dashboard_host": "the local instance stays on loopback: docs/security.md"}
-RESERVED_REMOTE = {"num_cpus": "use sweep.cpus_per_job", "max_retries": "use sweep.max_retries",
-                   "retry_exceptions": "use sweep.max_retries"}
+RESERVED_INIT = {
+    "address": "use sweep.ray.address",
+    "dashboard_host": "the local instance stays on loopback: docs/security.md",
+}
+RESERVED_REMOTE = {
+    "num_cpus": "use sweep.cpus_per_job",
+    "max_retries": "use sweep.max_retries",
+    "retry_exceptions": "use sweep.max_retries",
+}
 
 
 def _plain(node, where: str) -> dict:

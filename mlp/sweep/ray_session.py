@@ -1,4 +1,5 @@
 """Start a private local Ray instance or join a cluster, quietly, failing fast on a bad address."""
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,9 @@ def _probe(address: str, timeout_s: float, token: str | None = None) -> bool:
     if not host or not port.isdigit():
         raise UserError(f"sweep.ray.address={address!r} is not host:port, 'auto' or 'local'")
     channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
-    call = channel.unary_unary(GCS_PROBE, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    call = channel.unary_unary(
+        GCS_PROBE, request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
     try:
         metadata = [("authorization", f"Bearer {token}")] if token else None
         call(b"", timeout=timeout_s, metadata=metadata)
@@ -41,7 +44,9 @@ def _probe(address: str, timeout_s: float, token: str | None = None) -> bool:
         if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
             return True
         detail = (exc.details() or "").splitlines()[0][:120] if exc.details() else ""
-        raise UserError(f"cannot reach a Ray cluster at {address} ({exc.code().name}: {detail})") from None
+        raise UserError(
+            f"cannot reach a Ray cluster at {address} ({exc.code().name}: {detail})"
+        ) from None
     finally:
         channel.close()
     return False
@@ -54,19 +59,25 @@ def _use_token_auth(address: str, timeout_s: float = 5.0) -> None:
     it is imported (ray.init turns it on by itself only for address=auto)."""
     found = _find_token()
     if found is None:
-        raise UserError(f"the Ray cluster at {address} requires token authentication and no token "
-                        f"was found (copy the head's `ray get-auth-token` into ~/.ray/auth_token "
-                        f"or RAY_AUTH_TOKEN)")
+        raise UserError(
+            f"the Ray cluster at {address} requires token authentication and no token "
+            f"was found (copy the head's `ray get-auth-token` into ~/.ray/auth_token "
+            f"or RAY_AUTH_TOKEN)"
+        )
     token, where = found
     if _probe(address, timeout_s, token):
-        raise UserError(f"the Ray cluster at {address} refused the token in {where} "
-                        f"(it needs the head's `ray get-auth-token`)")
+        raise UserError(
+            f"the Ray cluster at {address} refused the token in {where} "
+            f"(it needs the head's `ray get-auth-token`)"
+        )
     if os.environ.get(AUTH_MODE, "").lower() == "token":
         return
     if "ray" in sys.modules:
-        raise UserError(f"the Ray cluster at {address} requires token authentication, and Ray was "
-                        f"imported before the sweep could switch it on: set {AUTH_MODE}=token in "
-                        f"the environment")
+        raise UserError(
+            f"the Ray cluster at {address} requires token authentication, and Ray was "
+            f"imported before the sweep could switch it on: set {AUTH_MODE}=token in "
+            f"the environment"
+        )
     os.environ[AUTH_MODE] = "token"
 
 
@@ -86,12 +97,17 @@ def _refuse_unauthenticated(address: str, ray_cfg) -> None:
     """A cluster without token authentication runs anyone's code who reaches its ports: join it
     only when the user says so (sweep.ray.allow_insecure=true), and then say so on stderr."""
     if not bool(ray_cfg.get("allow_insecure", False)):
-        raise UserError(f"the Ray cluster at {address} does not require token authentication "
-                        f"(anyone who reaches its ports can run code on it): restart it with "
-                        f"RAY_AUTH_MODE=token (docs/security.md), or set "
-                        f"sweep.ray.allow_insecure=true to use it anyway")
-    print(f"warning: joining the Ray cluster at {address} without token authentication "
-          f"(sweep.ray.allow_insecure=true)", file=sys.stderr)
+        raise UserError(
+            f"the Ray cluster at {address} does not require token authentication "
+            f"(anyone who reaches its ports can run code on it): restart it with "
+            f"RAY_AUTH_MODE=token (docs/security.md), or set "
+            f"sweep.ray.allow_insecure=true to use it anyway"
+        )
+    print(
+        f"warning: joining the Ray cluster at {address} without token authentication "
+        f"(sweep.ray.allow_insecure=true)",
+        file=sys.stderr,
+    )
 
 
 def _check_cluster_before_joining(address: str, ray_cfg) -> None:
@@ -132,9 +148,11 @@ def _private_instance_env() -> None:
     if "ray" in sys.modules:
         if all(os.environ.get(k) == v for k, v in wanted.items()) and os.environ.get(AUTH_TOKEN):
             return
-        raise UserError("the sweep's private Ray instance must be configured before Ray is "
-                        "imported (loopback only, token authentication), and this process imported "
-                        "Ray earlier: run the sweep in a fresh process (runners/sweep.py)")
+        raise UserError(
+            "the sweep's private Ray instance must be configured before Ray is "
+            "imported (loopback only, token authentication), and this process imported "
+            "Ray earlier: run the sweep in a fresh process (runners/sweep.py)"
+        )
     os.environ.update(wanted)
     os.environ[AUTH_TOKEN] = secrets.token_hex(32)
 
@@ -228,9 +246,11 @@ def _connect(ray_cfg) -> dict:
     start, began_at = time.perf_counter(), time.time()
     address = str(ray_cfg.address or "local")
     if address.startswith(("http://", "https://")):
-        raise UserError(f"sweep.ray.address={address} is a dashboard/job-submission URL; give the "
-                        f"cluster's host:port (e.g. 127.0.0.1:6379), or submit the sweep with "
-                        f"`ray job submit`")
+        raise UserError(
+            f"sweep.ray.address={address} is a dashboard/job-submission URL; give the "
+            f"cluster's host:port (e.g. 127.0.0.1:6379), or submit the sweep with "
+            f"`ray job submit`"
+        )
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return {"address": address, "start_s": 0.0, "local": False, "began_at": began_at}
     # Ray reads its settings when imported: the checks below set them first.
@@ -244,12 +264,16 @@ def _connect(ray_cfg) -> dict:
     for name in ("ray", "ray._private.authentication.authentication_token_setup"):
         logging.getLogger(name).setLevel(level)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    common: dict[str, Any] = dict(logging_level=level, log_to_driver=bool(ray_cfg.log_to_driver),
-                                  configure_logging=True)
+    common: dict[str, Any] = dict(
+        logging_level=level, log_to_driver=bool(ray_cfg.log_to_driver), configure_logging=True
+    )
     try:
         if address == "local":
-            kwargs: dict[str, Any] = dict(include_dashboard=False, dashboard_host=LOOPBACK,
-                          object_store_memory=int(ray_cfg.object_store_mb) * 1024 ** 2)
+            kwargs: dict[str, Any] = dict(
+                include_dashboard=False,
+                dashboard_host=LOOPBACK,
+                object_store_memory=int(ray_cfg.object_store_mb) * 1024**2,
+            )
             if ray_cfg.num_cpus is not None:
                 kwargs["num_cpus"] = int(ray_cfg.num_cpus)
             ray.init(address="local", **init_kwargs(ray_cfg, {**kwargs, **common}, joining=False))
@@ -263,8 +287,12 @@ def _connect(ray_cfg) -> dict:
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError from ray.init
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"cannot start or reach Ray at address={address}: {first}") from None
-    return {"address": address, "start_s": time.perf_counter() - start, "local": address == "local",
-            "began_at": began_at}
+    return {
+        "address": address,
+        "start_s": time.perf_counter() - start,
+        "local": address == "local",
+        "began_at": began_at,
+    }
 
 
 def cluster_cpus() -> float:

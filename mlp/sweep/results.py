@@ -1,5 +1,6 @@
 """One row per job in results.csv: appended as each job finishes (an interrupted sweep keeps
 every finished row), rewritten sorted by job number once at the end."""
+
 from __future__ import annotations
 
 import csv
@@ -8,8 +9,15 @@ from pathlib import Path
 
 from mlp.cli import write_atomic
 
-METRICS = ("val_acc", "test_acc", "train_acc", "final_train_loss", "final_val_loss",
-           "final_train_cost", "final_val_cost")
+METRICS = (
+    "val_acc",
+    "test_acc",
+    "train_acc",
+    "final_train_loss",
+    "final_val_loss",
+    "final_train_cost",
+    "final_val_cost",
+)
 TAIL = ("train_s", "wall_s", "host", "status", "error", "config_hash", "synthetic", "dir")
 
 
@@ -17,14 +25,23 @@ def make_row(job, result: dict, status: str) -> dict:
     """Flatten a job (its swept values) and its result into one CSV row."""
     row = {"job": job.num, "stage": job.stage or ""}
     row.update(job.swept)
-    row.update(experiment=result.get("experiment", job.cfg.get("name")),
-               seed=result.get("seed", job.cfg.get("seed")),
-               **{"lambda": result.get("lambda", job.cfg.get("lambda"))})
+    row.update(
+        experiment=result.get("experiment", job.cfg.get("name")),
+        seed=result.get("seed", job.cfg.get("seed")),
+        **{"lambda": result.get("lambda", job.cfg.get("lambda"))},
+    )
     for key in METRICS:
         row[key] = result.get(key, "")
-    row.update(train_s=result.get("train_s", ""), wall_s=result.get("task_wall_s", ""),
-               host=result.get("host", ""), status=status, error=result.get("error", ""),
-               config_hash=job.key, synthetic=result.get("synthetic", ""), dir=job.subdir)
+    row.update(
+        train_s=result.get("train_s", ""),
+        wall_s=result.get("task_wall_s", ""),
+        host=result.get("host", ""),
+        status=status,
+        error=result.get("error", ""),
+        config_hash=job.key,
+        synthetic=result.get("synthetic", ""),
+        dir=job.subdir,
+    )
     return row
 
 

@@ -3,6 +3,7 @@
 Hydra's default sweep directory holds a timestamp, so re-running the same command lands in a
 new directory; the store (one JSON per config hash) is what the re-run looks results up in.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,11 @@ def config_hash(cfg: dict) -> str:
             node.pop(path[-1], None)
     if isinstance(cfg.get("lambda"), int):  # lambda=1 and lambda=1.0 are the same job
         cfg["lambda"] = float(cfg["lambda"])
-    blob = json.dumps({"v": RESULT_VERSION, "n": NUMERICS_VERSION, "cfg": cfg}, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(
+        {"v": RESULT_VERSION, "n": NUMERICS_VERSION, "cfg": cfg},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

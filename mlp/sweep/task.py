@@ -3,6 +3,7 @@
 Errors are caught and returned as data (status failed) so one bad job never stops the
 sweep; a worker that dies never returns, and Ray retries the task (max_retries).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,9 +31,15 @@ def mlp_sweep_job(cfg: dict, data: dict | None = None) -> dict:
             result["status"] = "ok"
         except Exception as exc:  # recorded, not raised: the other jobs go on
             first = (str(exc).strip().splitlines() or [""])[0]
-            result = {"status": "failed", "error": f"{type(exc).__name__}: {first}",
-                      "traceback": traceback.format_exc(), "config": cfg,
-                      "experiment": cfg.get("name"), "seed": cfg.get("seed"), "lambda": cfg.get("lambda")}
+            result = {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {first}",
+                "traceback": traceback.format_exc(),
+                "config": cfg,
+                "experiment": cfg.get("name"),
+                "seed": cfg.get("seed"),
+                "lambda": cfg.get("lambda"),
+            }
             traceback.print_exc()
     result["log"] = log.text
     result.update(_where())

@@ -5,6 +5,7 @@ Jobs run in Ray workers without Hydra; the driver calls each callback's on_job_e
 lands, after writing the job's folder, so a tracker reads everything from there and workers
 need no access to the tracking server. Logging runs on one background thread of the driver.
 """
+
 from __future__ import annotations
 
 from hydra.utils import instantiate

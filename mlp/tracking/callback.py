@@ -5,6 +5,7 @@ tracker's import (MLflow: ~2 s) nor its I/O holds up the driver loop.
 Cached (resumed) jobs get no on_job_end, so they are never logged twice. A tracker that fails
 mid-sweep stops with one warning line; the sweep and its results go on unaffected.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -31,7 +32,9 @@ def require_package(module: str, override: str) -> None:
     except (ImportError, ValueError):  # a parent package missing, or the module blocked
         found = False
     if not found:
-        raise UserError(f"{override} needs the '{module}' package, which is not installed: {INSTALL_HINT}")
+        raise UserError(
+            f"{override} needs the '{module}' package, which is not installed: {INSTALL_HINT}"
+        )
 
 
 class Background:
@@ -59,12 +62,18 @@ class Background:
             t0 = time.perf_counter()
             try:
                 fn(*args)
-                self.busy_s[fn.__name__] = self.busy_s.get(fn.__name__, 0.0) + time.perf_counter() - t0
+                self.busy_s[fn.__name__] = (
+                    self.busy_s.get(fn.__name__, 0.0) + time.perf_counter() - t0
+                )
             except Exception as exc:  # noqa: BLE001  (the sweep must not fail because its tracker did)
                 self.failed = True
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-                print(f"warning: {self.label} tracking stopped: {type(exc).__name__}: {first} "
-                      f"(the sweep's own results are unaffected)", file=sys.stderr, flush=True)
+                print(
+                    f"warning: {self.label} tracking stopped: {type(exc).__name__}: {first} "
+                    f"(the sweep's own results are unaffected)",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
 
 class TrackingCallback(Callback):
@@ -94,8 +103,10 @@ class TrackingCallback(Callback):
 
     # ---- Hydra's callbacks, on the driver ------------------------------------------------
     def on_run_start(self, config, **kwargs) -> None:
-        print(f"warning: {self.override} tracks sweeps (runners/sweep.py); this single run is not tracked",
-              file=sys.stderr)
+        print(
+            f"warning: {self.override} tracks sweeps (runners/sweep.py); this single run is not tracked",
+            file=sys.stderr,
+        )
 
     def on_multirun_start(self, config, **kwargs) -> None:
         try:
@@ -132,10 +143,20 @@ class TrackingCallback(Callback):
         self.worker.submit(self.finish, status)
         t0 = time.perf_counter()
         self.worker.close()
-        if self.sweep_dir is not None:  # what tracking cost this sweep: <sweep dir>/tracking_<name>.json
+        if (
+            self.sweep_dir is not None
+        ):  # what tracking cost this sweep: <sweep dir>/tracking_<name>.json
             busy = self.worker.busy_s
-            write_json_atomic(self.sweep_dir / f"tracking_{self.worker.label}.json", {
-                "tracker": self.worker.label, "jobs_logged": self.logged, "failed": self.worker.failed,
-                "setup_s": busy.get("setup", 0.0), "log_s": busy.get("_log", 0.0),
-                "finish_s": busy.get("finish", 0.0), "wait_at_end_s": time.perf_counter() - t0,
-                "log_ms_per_job": 1000 * busy.get("_log", 0.0) / max(1, self.logged)})
+            write_json_atomic(
+                self.sweep_dir / f"tracking_{self.worker.label}.json",
+                {
+                    "tracker": self.worker.label,
+                    "jobs_logged": self.logged,
+                    "failed": self.worker.failed,
+                    "setup_s": busy.get("setup", 0.0),
+                    "log_s": busy.get("_log", 0.0),
+                    "finish_s": busy.get("finish", 0.0),
+                    "wait_at_end_s": time.perf_counter() - t0,
+                    "log_ms_per_job": 1000 * busy.get("_log", 0.0) / max(1, self.logged),
+                },
+            )

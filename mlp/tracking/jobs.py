@@ -1,5 +1,6 @@
 """What a tracker logs about one finished job, read from the job's folder and its JobReturn:
 the same data whichever tracker logs it."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,15 @@ from omegaconf import OmegaConf
 
 from mlp.sweep.results import METRICS
 
-FINAL_METRICS = (*METRICS, "test_loss", "train_s", "eval_s", "samples_per_s", "max_rel_error",
-                 "task_wall_s")
+FINAL_METRICS = (
+    *METRICS,
+    "test_loss",
+    "train_s",
+    "eval_s",
+    "samples_per_s",
+    "max_rel_error",
+    "task_wall_s",
+)
 TAG_KEYS = ("experiment", "seed", "lambda", "config_hash", "status", "host")
 
 
@@ -21,11 +29,11 @@ TAG_KEYS = ("experiment", "seed", "lambda", "config_hash", "status", "host")
 class FinishedJob:
     num: int
     stage: str | None
-    status: str                 # ok | failed
+    status: str  # ok | failed
     dir: Path
     sweep_dir: Path
-    result: dict                # result.json (or failed.json) as written by the driver
-    cfg: dict                   # the resolved config the task ran
+    result: dict  # result.json (or failed.json) as written by the driver
+    cfg: dict  # the resolved config the task ran
     overrides: list[str]
     started_at: float
     ended_at: float
@@ -54,7 +62,9 @@ class FinishedJob:
         """(step, {"history/<key>": value}) per record point of the training history."""
         points = []
         for rec in self.result.get("history") or []:
-            values = {f"history/{k}": float(v) for k, v in rec.items() if k != "step" and _is_number(v)}
+            values = {
+                f"history/{k}": float(v) for k, v in rec.items() if k != "step" and _is_number(v)
+            }
             points.append((int(rec["step"]), values))
         return points
 
@@ -62,7 +72,9 @@ class FinishedJob:
         """(last recorded step, the job's final metrics and timings)."""
         history = self.result.get("history") or []
         step = int(history[-1]["step"]) if history else 0
-        return step, {k: float(self.result[k]) for k in FINAL_METRICS if _is_number(self.result.get(k))}
+        return step, {
+            k: float(self.result[k]) for k in FINAL_METRICS if _is_number(self.result.get(k))
+        }
 
 
 def _is_number(value) -> bool:
@@ -79,10 +91,18 @@ def read_finished_job(job_return) -> FinishedJob:
     started = result.get("task_started_at")
     wall = result.get("task_wall_s")
     ended = started + wall if _is_number(started) and _is_number(wall) else job_dir.stat().st_mtime
-    return FinishedJob(num=int(where.get("num", 0)), stage=where.get("stage"), status="ok" if ok else "failed",
-                       dir=job_dir, sweep_dir=Path(where.get("sweep_dir", job_dir.parent)), result=result,
-                       cfg=cfg, overrides=list(job_return.overrides or []),
-                       started_at=started if _is_number(started) else ended, ended_at=ended)
+    return FinishedJob(
+        num=int(where.get("num", 0)),
+        stage=where.get("stage"),
+        status="ok" if ok else "failed",
+        dir=job_dir,
+        sweep_dir=Path(where.get("sweep_dir", job_dir.parent)),
+        result=result,
+        cfg=cfg,
+        overrides=list(job_return.overrides or []),
+        started_at=started if _is_number(started) else ended,
+        ended_at=ended,
+    )
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict[str, str]:

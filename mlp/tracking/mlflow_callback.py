@@ -7,6 +7,7 @@ Store: `tracking_uri`, else MLFLOW_TRACKING_URI, else the local file store `loca
 (outputs/mlruns). Each job costs four calls (create_run, one log_batch, the artifacts,
 set_terminated), made on the driver's tracking thread.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,11 @@ from mlp.tracking.jobs import FinishedJob, flatten
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 SWEEP_FILES = ("results.csv", "sweep.json", "lambda_search.json", "multirun.yaml")
 # MLflow defaults that do not suit a sweep's driver: URL lines on stdout, minutes of retries
-ENV_DEFAULTS = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-                "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+ENV_DEFAULTS = {
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 
 def resolve_uri(tracking_uri: str | None, local_store: str) -> str:
@@ -44,8 +48,10 @@ def probe(uri: str, timeout_s: float) -> None:
             return  # something answered (an auth proxy, a path prefix): MLflow will say more
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise UserError(f"cannot reach the MLflow tracking server at {uri} ({reason}); start it, or "
-                            f"set MLFLOW_TRACKING_URI / hydra.callbacks.mlflow.tracking_uri") from None
+            raise UserError(
+                f"cannot reach the MLflow tracking server at {uri} ({reason}); start it, or "
+                f"set MLFLOW_TRACKING_URI / hydra.callbacks.mlflow.tracking_uri"
+            ) from None
     elif uri.startswith("file:"):
         path = Path(urllib.request.url2pathname(uri.split(":", 1)[1].removeprefix("//")))
         try:
@@ -58,8 +64,13 @@ class MlflowTracking(TrackingCallback):
     override = "+tracking=mlflow"
     module = "mlflow"
 
-    def __init__(self, tracking_uri: str | None = None, local_store: str = "outputs/mlruns",
-                 experiment_name: str = "mlp-study", probe_timeout_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        local_store: str = "outputs/mlruns",
+        experiment_name: str = "mlp-study",
+        probe_timeout_s: float = 3.0,
+    ) -> None:
         super().__init__()
         self.uri = resolve_uri(tracking_uri, local_store)
         self.experiment_name, self.probe_timeout_s = experiment_name, float(probe_timeout_s)
@@ -77,13 +88,18 @@ class MlflowTracking(TrackingCallback):
         for key, value in ENV_DEFAULTS.items():
             os.environ.setdefault(key, value)
         if self.uri.startswith("file:"):
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow ≥ 3.x asks for the opt-in
+            os.environ.setdefault(
+                "MLFLOW_ALLOW_FILE_STORE", "true"
+            )  # MLflow ≥ 3.x asks for the opt-in
         from mlflow import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.uri)
         found = self.client.get_experiment_by_name(self.experiment_name)
-        self.experiment_id = (found.experiment_id if found is not None
-                              else self.client.create_experiment(self.experiment_name))
+        self.experiment_id = (
+            found.experiment_id
+            if found is not None
+            else self.client.create_experiment(self.experiment_name)
+        )
 
     def _parent(self, job: FinishedJob) -> str:
         """The run a job's run nests under: the sweep's, or its stage's (made as they first appear)."""
@@ -93,20 +109,25 @@ class MlflowTracking(TrackingCallback):
                 name = str(job.sweep_dir.relative_to(Path.cwd()))
             except ValueError:
                 name = str(job.sweep_dir)
-            self.sweep_run = self._start(name, {"level": "sweep", "sweep_dir": str(job.sweep_dir)},
-                                         job.started_at)
+            self.sweep_run = self._start(
+                name, {"level": "sweep", "sweep_dir": str(job.sweep_dir)}, job.started_at
+            )
         if job.stage is None:
             return self.sweep_run
         if self.stage is None or self.stage[0] != job.stage:
             self._end_stage()
-            run = self._start(job.stage, {"level": "stage", "stage": job.stage,
-                                          "mlflow.parentRunId": self.sweep_run}, job.started_at)
+            run = self._start(
+                job.stage,
+                {"level": "stage", "stage": job.stage, "mlflow.parentRunId": self.sweep_run},
+                job.started_at,
+            )
             self.stage = (job.stage, run, 0)
         return self.stage[1]
 
     def _start(self, name: str, tags: dict, started_at: float) -> str:
-        run = self.client.create_run(self.experiment_id, start_time=int(started_at * 1000), tags=tags,
-                                     run_name=name)
+        run = self.client.create_run(
+            self.experiment_id, start_time=int(started_at * 1000), tags=tags, run_name=name
+        )
         return run.info.run_id
 
     def _end_stage(self) -> None:
@@ -120,10 +141,13 @@ class MlflowTracking(TrackingCallback):
         parent = self._parent(job)
         if job.status == "failed" and self.stage is not None:
             self.stage = (*self.stage[:2], self.stage[2] + 1)
-        run_id = self._start(job.name, {**job.tags(), "level": "job", "mlflow.parentRunId": parent},
-                             job.started_at)
+        run_id = self._start(
+            job.name, {**job.tags(), "level": "job", "mlflow.parentRunId": parent}, job.started_at
+        )
         stamp = int(job.ended_at * 1000)
-        metrics = [Metric(k, v, stamp, step) for step, values in job.history() for k, v in values.items()]
+        metrics = [
+            Metric(k, v, stamp, step) for step, values in job.history() for k, v in values.items()
+        ]
         step, final = job.final_metrics()
         metrics += [Metric(k, v, stamp, step) for k, v in final.items()]
         params = [Param(k, v[:MAX_PARAM_CHARS]) for k, v in flatten(job.cfg).items()]
@@ -132,7 +156,9 @@ class MlflowTracking(TrackingCallback):
             self.client.log_artifact(run_id, str(path))
         if (job.dir / ".hydra").is_dir():
             self.client.log_artifacts(run_id, str(job.dir / ".hydra"), ".hydra")
-        self.client.set_terminated(run_id, "FINISHED" if job.status == "ok" else "FAILED", end_time=stamp)
+        self.client.set_terminated(
+            run_id, "FINISHED" if job.status == "ok" else "FAILED", end_time=stamp
+        )
 
     def finish(self, status: str) -> None:
         if self.sweep_run is None:  # nothing ran (every job cached): no runs at all
@@ -144,9 +170,14 @@ class MlflowTracking(TrackingCallback):
             from mlflow.entities import Metric
 
             stamp = int(search.stat().st_mtime * 1000)
-            self.client.log_batch(self.sweep_run, metrics=[
-                Metric(k, float(outcome[k]), stamp, 0) for k in ("chosen_lambda", "coarse_best_lambda",
-                                                                 "fine_best_val_acc") if outcome.get(k) is not None])
+            self.client.log_batch(
+                self.sweep_run,
+                metrics=[
+                    Metric(k, float(outcome[k]), stamp, 0)
+                    for k in ("chosen_lambda", "coarse_best_lambda", "fine_best_val_acc")
+                    if outcome.get(k) is not None
+                ],
+            )
         for name in SWEEP_FILES:
             if (self.run_dir / name).is_file():
                 self.client.log_artifact(self.sweep_run, str(self.run_dir / name))

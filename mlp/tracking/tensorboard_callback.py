@@ -5,6 +5,7 @@ its HParams session (λ, seed, experiment, stage, status and the job's overrides
 
 Written with TensorBoard's own event writer and HParams protos: no TensorFlow or PyTorch needed.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,11 @@ class TensorBoardTracking(TrackingCallback):
         from tensorboard.plugins.hparams import summary_v2  # type: ignore[import-untyped]
         from tensorboard.summary.writer.event_file_writer import EventFileWriter  # type: ignore[import-untyped]
 
-        self.pb, self.hparams_pb, self.Writer = (event_pb2, summary_pb2), summary_v2.hparams_pb, EventFileWriter
+        self.pb, self.hparams_pb, self.Writer = (
+            (event_pb2, summary_pb2),
+            summary_v2.hparams_pb,
+            EventFileWriter,
+        )
 
     def hparams(self, job: FinishedJob) -> dict:
         values = {}
@@ -34,9 +39,15 @@ class TensorBoardTracking(TrackingCallback):
                 values[key.lstrip("+~")] = hparam_value(json.loads(text))
             except ValueError:
                 values[key.lstrip("+~")] = text
-        values.update({k: hparam_value(job.result.get(k, job.cfg.get(k))) for k in ("lambda", "seed")})
-        values.update(experiment=str(job.result.get("experiment", job.cfg.get("name"))),
-                      stage=job.stage or "", status=job.status, job=job.num)
+        values.update(
+            {k: hparam_value(job.result.get(k, job.cfg.get(k))) for k in ("lambda", "seed")}
+        )
+        values.update(
+            experiment=str(job.result.get("experiment", job.cfg.get("name"))),
+            stage=job.stage or "",
+            status=job.status,
+            job=job.num,
+        )
         return values
 
     def log_job(self, job: FinishedJob) -> None:
@@ -46,11 +57,14 @@ class TensorBoardTracking(TrackingCallback):
         writer = self.Writer(str(job.dir))
 
         def scalars(step: int, values: dict[str, float]) -> None:
-            summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v)
-                                                 for k, v in values.items()])
+            summary = summary_pb2.Summary(
+                value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()]
+            )
             writer.add_event(event_pb2.Event(wall_time=job.ended_at, step=step, summary=summary))
 
-        session = self.hparams_pb(self.hparams(job), trial_id=job.name, start_time_secs=job.started_at)
+        session = self.hparams_pb(
+            self.hparams(job), trial_id=job.name, start_time_secs=job.started_at
+        )
         writer.add_event(event_pb2.Event(wall_time=job.started_at, step=0, summary=session))
         for step, values in job.history():
             scalars(step, values)
