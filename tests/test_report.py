@@ -420,12 +420,15 @@ def test_report_names_no_absolute_path_of_this_machine(results_dir, tmp_path):
         r["config"]["data"]["root"] = f"{secret}/cifar10-jpeg.tar.gz"
         r["config"]["data"]["cache_dir"] = "/home/someone/.cache/mlp_study"
         path.write_text(json.dumps(r))
+    invocation = {"argv": [f"data.root={secret}/cifar10-jpeg.tar.gz"], "runs_s": 60.0, "steps_s": {}}
+    (runs / "reproduce.json").write_text(json.dumps({"profile": "full", "invocations": [invocation]}))
     proc = run_report(runs, "--out", str(tmp_path / "rep"), cwd=Path("/"))
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "rep" / "REPORT.md").read_text()
     assert (
         "Data source: `cifar10_jpeg: cifar10-jpeg.tar.gz`" in md
         and "root: cifar10-jpeg.tar.gz" in md
+        and "`mlp-reproduce data.root=cifar10-jpeg.tar.gz`" in md
     )
     for absolute in (secret, "/home/someone", str(tmp_path), str(Path.home())):
         assert absolute not in md, absolute

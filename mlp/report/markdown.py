@@ -105,11 +105,17 @@ def reproduction_line(r: dict) -> str:
     lines = [f"Runs made by `mlp-reproduce` (profile {r.get('profile')}; `{r['_path']}`):\n"]
     for inv in r["invocations"][-5:]:
         steps = ", ".join(f"{k} {v:.0f} s" for k, v in inv.get("steps_s", {}).items())
-        cmd = " ".join(["mlp-reproduce", *inv.get("argv", [])])
+        cmd = " ".join(["mlp-reproduce", *map(short_argument, inv.get("argv", []))])
         lines.append(
             f"- `{cmd}`: **{inv.get('runs_s', float('nan')) / 60:.1f} min** of runs ({steps})"
         )
     return "\n".join(lines) + "\n"
+
+
+def short_argument(arg: str) -> str:
+    """key=/abs/path/file -> key=file: the report names no machine's folders."""
+    key, sep, value = arg.partition("=")
+    return f"{key}={PurePath(value).name}" if sep and value.startswith("/") else arg
 
 
 def problems_section(problems: list[tuple[str, str]]) -> str:
