@@ -49,10 +49,14 @@ def mlp_sweep_job(cfg: dict, data: dict | None = None) -> dict:
 
 
 def _where() -> dict:
+    """Host and process; inside Ray also the node and task ids. Outside Ray (a direct call)
+    Ray is not asked: get_runtime_context() would start or join a Ray instance by itself."""
     info = {"host": platform.node(), "pid": os.getpid()}
     try:
         import ray
 
+        if not ray.is_initialized():
+            return info
         ctx = ray.get_runtime_context()
         info.update(node_id=ctx.get_node_id(), task_id=ctx.get_task_id())
     except Exception:  # not inside Ray (direct call)
