@@ -73,7 +73,7 @@ class BundleStep:
         s1, gh = self.s1[: b + 1], self.gh[: b + 1]
         times_w1t(self.gemm, self.w1, x, s1)
         alpha = -eta / b
-        for j, (lane, lam) in enumerate(zip(self.lanes, lams)):
+        for j, (lane, lam) in enumerate(zip(self.lanes, lams, strict=True)):
             cols = self.block(j)
             if self.k > 1:
                 np.copyto(lane.s1[: b + 1], s1[:, cols])
@@ -106,7 +106,7 @@ def train_bundle(
     eval_s = [0.0] * len(lams)
 
     def record_all(t: int) -> None:
-        for j, (params, lam) in enumerate(zip(stepper.params, lams)):
+        for j, (params, lam) in enumerate(zip(stepper.params, lams, strict=True)):
             start = time.perf_counter()
             penalty = float(l2_penalty(params))
             tr = evaluate(params, ds.train, ds.mean, ds.inv_std, lam, penalty)

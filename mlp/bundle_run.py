@@ -9,6 +9,7 @@ after another through run_experiment, so the caller may pass any list.
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
@@ -34,9 +35,9 @@ def run_bundle(cfgs: list[DictConfig], raw=None) -> list[dict | Exception]:
             ready.append((i, cfg))
         except Exception as exc:  # this job fails; the others go on
             outcomes[i] = exc
-    keys = {bundle_key(OmegaConf.to_container(cfg, resolve=True)) for _, cfg in ready}
+    keys = {bundle_key(cast(dict, OmegaConf.to_container(cfg, resolve=True))) for _, cfg in ready}
     if len(ready) > 1 and len(keys) == 1 and None not in keys:
-        for (i, _), out in zip(ready, _train_together([cfg for _, cfg in ready], raw)):
+        for (i, _), out in zip(ready, _train_together([cfg for _, cfg in ready], raw), strict=True):
             outcomes[i] = out
     else:
         for i, cfg in ready:
@@ -44,7 +45,7 @@ def run_bundle(cfgs: list[DictConfig], raw=None) -> list[dict | Exception]:
                 outcomes[i] = run_experiment(cfg)
             except Exception as exc:
                 outcomes[i] = exc
-    return outcomes
+    return cast(list[dict | Exception], outcomes)  # every slot is filled above
 
 
 def _train_together(cfgs: list[DictConfig], raw) -> list[dict | Exception]:
@@ -57,7 +58,8 @@ def _train_together(cfgs: list[DictConfig], raw) -> list[dict | Exception]:
         check_data_fits(first, len(ds.train))
         params = [initial_params(cfg, ds) for cfg in cfgs]
         run = train_bundle(ds, params, first.train, lams, first.seed)
-        k, outcomes = len(cfgs), []
+        k = len(cfgs)
+        outcomes: list[dict | Exception] = []
         for j, cfg in enumerate(cfgs):
             try:
                 job_run = {
@@ -80,7 +82,7 @@ def _train_together(cfgs: list[DictConfig], raw) -> list[dict | Exception]:
             except Exception as exc:
                 outcomes.append(exc)
     wall = time.perf_counter() - start
-    for cfg, out in zip(cfgs, outcomes):
+    for cfg, out in zip(cfgs, outcomes, strict=True):
         if isinstance(out, dict):
             out["wall_s"] = wall / k  # this job's share of the bundle's wall time
             out["config"] = OmegaConf.to_container(cfg, resolve=True)

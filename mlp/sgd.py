@@ -198,6 +198,7 @@ class SGDStep:
         """After `_forward`: W2, b2, b1 updated in place (fused); returns Gh (b + 1 rows) for W1."""
         p, h, s = self.params, self.s1[:b], self.scores_buffer(b)[0]  # s: P − Y, not divided by b
         gh = self._hidden_grad(b)
+        assert self.gemm is not None, "the fused update needs SciPy's BLAS (callers check)"
         # Row-major W (k × n) is column-major Wᵀ (n × k): BLAS updates Wᵀ ← β Wᵀ + α Aᵀ G in place.
         self.gemm(alpha, h.T, s, beta, p["W2"].T, overwrite_c=1)
         p["b2"] += alpha * s.sum(axis=0)

@@ -44,7 +44,7 @@ def cfgs_for(lams, *extra: str):
 
 def assert_same_run(bundled: dict, alone: dict, rtol: float) -> None:
     assert len(bundled["history"]) == len(alone["history"])
-    for rb, ra in zip(bundled["history"], alone["history"]):
+    for rb, ra in zip(bundled["history"], alone["history"], strict=True):
         assert rb["step"] == ra["step"]
         np.testing.assert_allclose(
             [rb[k] for k in HISTORY], [ra[k] for k in HISTORY], rtol=rtol, atol=0
@@ -60,7 +60,7 @@ def test_bundled_jobs_give_the_numbers_of_the_same_jobs_alone(dtype):
     bundled = run_bundle(cfgs)
     assert all(isinstance(r, dict) and r["bundle"]["size"] == 4 for r in bundled)
     assert [r["bundle"]["index"] for r in bundled] == [0, 1, 2, 3]
-    for cfg, res in zip(cfgs, bundled):
+    for cfg, res in zip(cfgs, bundled, strict=True):
         alone = run_experiment(cfg)
         assert res["lambda"] == alone["lambda"] and res["config"] == alone["config"]
         assert_same_run(res, alone, RTOL[dtype])

@@ -420,8 +420,14 @@ def test_report_names_no_absolute_path_of_this_machine(results_dir, tmp_path):
         r["config"]["data"]["root"] = f"{secret}/cifar10-jpeg.tar.gz"
         r["config"]["data"]["cache_dir"] = "/home/someone/.cache/mlp_study"
         path.write_text(json.dumps(r))
-    invocation = {"argv": [f"data.root={secret}/cifar10-jpeg.tar.gz"], "runs_s": 60.0, "steps_s": {}}
-    (runs / "reproduce.json").write_text(json.dumps({"profile": "full", "invocations": [invocation]}))
+    invocation = {
+        "argv": [f"data.root={secret}/cifar10-jpeg.tar.gz"],
+        "runs_s": 60.0,
+        "steps_s": {},
+    }
+    (runs / "reproduce.json").write_text(
+        json.dumps({"profile": "full", "invocations": [invocation]})
+    )
     proc = run_report(runs, "--out", str(tmp_path / "rep"), cwd=Path("/"))
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "rep" / "REPORT.md").read_text()

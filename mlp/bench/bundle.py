@@ -74,15 +74,25 @@ def measure(
     ceiling = BundleStep([w.params() for _ in range(k)], batch, w.mean, inv_std)
     ceiling.step(w.x_rows, w.y_rows, w.order[:batch], lams, eta)  # realistic buffer contents
     x, y, order, starts = w.x_rows, w.y_rows, w.order, w.starts
-    impls: dict[str, Callable[[], None]] = {
-        "bundle": lambda: [bundle.step(x, y, order[lo : lo + batch], lams, eta) for lo in starts],
-        "separate": lambda: [
-            s.step(x, y, order[lo : lo + batch], lam, eta)
-            for lo in starts
-            for s, lam in zip(lone, lams)
-        ],
+
+    def bundle_steps() -> None:
+        for lo in starts:
+            bundle.step(x, y, order[lo : lo + batch], lams, eta)
+
+    def separate_steps() -> None:
+        for lo in starts:
+            for s, lam in zip(lone, lams, strict=True):
+                s.step(x, y, order[lo : lo + batch], lam, eta)
+
+    def gemms_alone() -> None:
         # α = −η/b must not be 0 (BLAS skips the product then); a tiny η leaves the weights unchanged
-        "GEMMs-alone": lambda: [bundle_gemms_only(ceiling, batch, 1e-9) for _ in starts],
+        for _ in starts:
+            bundle_gemms_only(ceiling, batch, 1e-9)
+
+    impls: dict[str, Callable[[], None]] = {
+        "bundle": bundle_steps,
+        "separate": separate_steps,
+        "GEMMs-alone": gemms_alone,
     }
     names = list(impls)
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -100,7 +110,9 @@ def measure(
     flops = step_flops(batch, x.shape[1], 50, 10) * k * steps
     med = {n: statistics.median(v) for n, v in times.items()}
     ratios = {
-        f"bundle/{n}": statistics.median(o / p for o, p in zip(times[n], times["bundle"]))
+        f"bundle/{n}": statistics.median(
+            o / p for o, p in zip(times[n], times["bundle"], strict=True)
+        )
         for n in names
         if n != "bundle"
     }
@@ -156,7 +168,7 @@ def job_split(data: list[str], k: int) -> dict[str, dict[str, float]]:
     }
     res = run_bundle(new)
     if all(isinstance(r, dict) for r in res):
-        parts = [split(r) for r in res]
+        parts = [split(r) for r in res if isinstance(r, dict)]  # all of them (narrows the type)
         out[f"new schedule, bundle of {k} (per job)"] = {
             key: sum(p[key] for p in parts) / k for key in parts[0]
         }

@@ -36,8 +36,8 @@ OLD_MAX = 1000  # the old driver composes every job before the first starts: 5,0
 
 def run(root: Path, n: int, cpus: int) -> dict:
     """One sweep of n tiny jobs with the code checked out at root; its figures."""
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_name:
+        tmp = Path(tmp_name)
         peak_file = tmp / "peak_kib"
         cmd = [
             sys.executable,
@@ -103,7 +103,7 @@ def remove_checkout(where: Path) -> None:
 
 def part_sweep_scale(args, rows: list[Row]) -> None:
     cpus = os.cpu_count() or 1
-    sizes = QUICK_SIZES if args.quick else SIZES
+    sizes: tuple[int, ...] = QUICK_SIZES if args.quick else SIZES
     if getattr(args, "scale_sizes", None):
         sizes = tuple(int(n) for n in str(args.scale_sizes).split(",") if n.strip())
     old_commit = None if args.quick else getattr(args, "old", None)

@@ -34,7 +34,7 @@ def mlp_sweep_bundle(cfgs: list[dict], data=None) -> list[dict]:
                 traceback.print_exception(out)
     where, wall = _where(), time.perf_counter() - t0
     results = []
-    for cfg, out in zip(cfgs, outcomes):
+    for cfg, out in zip(cfgs, outcomes, strict=True):
         if isinstance(out, dict):
             result = dict(out, status="ok")
         else:

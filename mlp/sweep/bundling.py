@@ -16,6 +16,7 @@ import hashlib
 import heapq
 import json
 import math
+from typing import Any
 
 from mlp.errors import UserError
 
@@ -119,7 +120,7 @@ def unit_stream(next_job, cfg_of, settings, slots: int, chunk: int | None = None
     slot to get a full bundle four times over) holds a λ-search stage whole."""
     size = chunk or max(64, 4 * slots * max(1, int(settings.get("bundle_max", 1))))
     while True:
-        jobs = []
+        jobs: list[Any] = []
         while len(jobs) < size and (job := next_job()) is not None:
             jobs.append(job)
         if not jobs:

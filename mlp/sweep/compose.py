@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -30,13 +31,13 @@ class _Template:
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        self.plain = OmegaConf.to_container(cfg, resolve=False)
+        self.plain = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))
         text = json.dumps(self.plain, default=str)
         self.uses_hydra_resolver = "${hydra:" in text
         self.base_task_overrides = list(cfg.hydra.overrides.task)
         # The fast path: a job's own keys (all but `hydra`) as a config of their own, when they
         # do not look into the hydra node or at resolver caches kept on the root (${now:...}).
-        job_keys = [k for k in cfg if k != "hydra"]
+        job_keys = [str(k) for k in cfg if k != "hydra"]  # a Hydra config's keys are str
         own = json.dumps({k: self.plain[k] for k in job_keys}, default=str)
         self.fast = "${hydra" not in own and "${now:" not in own
         self.task = OmegaConf.masked_copy(cfg, job_keys) if self.fast else None
@@ -50,10 +51,12 @@ class _Template:
     def reset(self, applied: list[Override] | None = None) -> None:
         """Undo value overrides on self.task (default: the ones in self.state)."""
         applied = self.state if applied is None else applied
-        with open_dict(self.task):
+        task = self.task
+        assert task is not None, "only fast templates take value overrides"
+        with open_dict(task):
             for ov in reversed(applied):
                 _restore(
-                    self.task,
+                    task,
                     self.task_plain,
                     ov.key_or_group,
                     _lookup(self.task_plain, ov.key_or_group),
@@ -65,7 +68,7 @@ class _Template:
         what differs from the previous job: consecutive jobs of a sweep share all but the
         swept values, so this is one undo and one update per swept key."""
         keep = 0
-        for old, new in zip(self.state, values):
+        for old, new in zip(self.state, values, strict=False):
             if old.input_line != new.input_line:
                 break
             keep += 1
@@ -76,9 +79,11 @@ class _Template:
         kept = self.state[:keep]
         self.reset(self.state[keep:])
         self.state = kept
+        task = self.task
+        assert task is not None, "only fast templates take value overrides"
         try:
             for ov in values[keep:]:
-                _apply(self.task, ov)
+                _apply(task, ov)
                 self.state.append(ov)
         except BaseException:
             self.reset()
@@ -146,17 +151,19 @@ class JobComposer:
             with self.applied(num, overrides) as cfg:
                 plain = {k: _plain(cfg[k]) for k in cfg if k != "hydra"}
                 return plain, str(cfg.hydra.sweep.subdir)
+        task = template.task
+        assert task is not None  # template.fast
         values = [ov for ov in parsed if not self._structural(ov)]
         if not _disjoint(values):  # one key set twice: apply all, then undo all
             template.reset()
             try:
                 for ov in values:
-                    _apply(template.task, ov)
-                return {k: _plain(template.task[k]) for k in template.task}, str(num)
+                    _apply(task, ov)
+                return {k: _plain(task[k]) for k in task}, str(num)
             finally:
                 template.reset(values)
         template.move_to(values)
-        return {k: _plain(template.task[k]) for k in template.task}, str(num)
+        return {k: _plain(task[k]) for k in task}, str(num)
 
     @contextmanager
     def applied(self, num: int, overrides: list[str]) -> Iterator[DictConfig]:
@@ -239,7 +246,7 @@ def _restore(cfg: DictConfig, plain: dict, dotted: str, old) -> None:
         return
     parts = dotted.split(".")
     node, pnode = cfg, plain
-    for i, part in enumerate(parts):  # delete the first level the template did not have
+    for part in parts:  # delete the first level the template did not have
         if not isinstance(pnode, dict) or part not in pnode:
             if part in node:
                 del node[part]
@@ -249,5 +256,10 @@ def _restore(cfg: DictConfig, plain: dict, dotted: str, old) -> None:
 
 def _dirname(overrides: list[Override], exclude: list[str], item_sep: str, kv_sep: str) -> str:
     """hydra.job.override_dirname, as Hydra computes it."""
-    lines = sorted(ov.input_line for ov in overrides if ov.key_or_group not in exclude)
+    lines = []
+    for ov in overrides:
+        if ov.key_or_group not in exclude:
+            assert ov.input_line is not None  # the parser sets it (Hydra asserts the same)
+            lines.append(ov.input_line)
+    lines.sort()
     return re.sub("[=]", kv_sep, item_sep.join(lines))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mlp.cli import write_atomic

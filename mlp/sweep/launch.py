@@ -310,7 +310,7 @@ class SweepRunner:
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in done:
                 unit = in_flight.pop(ref)
-                for job, ret in zip(unit, self.receive(unit, ref)):
+                for job, ret in zip(unit, self.receive(unit, ref), strict=False):
                     returns[job.num] = ret
                     self._callback("on_job_end", job, job_return=ret)
                     job.composed = None
@@ -372,7 +372,7 @@ class SweepRunner:
         except RayError as exc:  # the task raised inside Ray, or its worker died for good
             results = [bundling.failed_result(job.cfg, describe_ray_error(exc)) for job in unit]
         returns = []
-        for job, result in zip(unit, results):
+        for job, result in zip(unit, results, strict=False):
             status = "ok" if result.get("status") == "ok" else "failed"
             if status == "failed":
                 result["error"] = first_line(result.get("error", ""), "failed")

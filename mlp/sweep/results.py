@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TextIO
 
 from mlp.cli import write_atomic
 
@@ -76,21 +77,21 @@ class ResultsCsv:
         self.path = Path(path)
         self.rows: dict[int, dict] = {}
         self.cols: list[str] | None = None
-        self.file = None
+        self.file: TextIO | None = None
 
     def add(self, row: dict, swept_keys: list[str]) -> None:
         self.rows[row["job"]] = row
         cols = columns(swept_keys)
         if cols != self.cols or self.file is None:
             self.cols = cols
-            self._rewrite()
+            self._rewrite(cols)
         else:
             self.file.write(_csv_text([row], cols, header=False))
             self.file.flush()
 
-    def _rewrite(self) -> None:
+    def _rewrite(self, cols: list[str]) -> None:
         self.close()
-        write_atomic(self.path, _csv_text(list(self.rows.values()), self.cols, header=True))
+        write_atomic(self.path, _csv_text(list(self.rows.values()), cols, header=True))
         self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (open for the sweep)
 
     def finish(self, swept_keys: list[str]) -> None:

@@ -21,9 +21,9 @@ class TensorBoardTracking(TrackingCallback):
     module = "tensorboard"
 
     def setup(self) -> None:
-        from tensorboard.compat.proto import event_pb2, summary_pb2  # type: ignore[import-untyped]
-        from tensorboard.plugins.hparams import summary_v2  # type: ignore[import-untyped]
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter  # type: ignore[import-untyped]
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.plugins.hparams import summary_v2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self.pb, self.hparams_pb, self.Writer = (
             (event_pb2, summary_pb2),
