@@ -371,6 +371,9 @@ class SweepRunner:
             results = value if len(unit) > 1 else [value]
         except RayError as exc:  # the task raised inside Ray, or its worker died for good
             results = [bundling.failed_result(job.cfg, describe_ray_error(exc)) for job in unit]
+        if len(results) != len(unit):  # never expected: record every job as failed, drop none
+            error = f"task returned {len(results)} results for {len(unit)} jobs"
+            results = [bundling.failed_result(job.cfg, error) for job in unit]
         returns = []
         for job, result in zip(unit, results, strict=False):
             status = "ok" if result.get("status") == "ok" else "failed"
