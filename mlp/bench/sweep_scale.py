@@ -30,6 +30,11 @@ TINY = [
     "train.n_s=1",
 ]
 SIZES = (200, 1000, 5000)
+# The current code runs as its module; an older checkout as its runners/sweep.py script.
+_PATH_TRAMPOLINE = _PEAK_TRAMPOLINE.replace(
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)",
+    "runpy.run_path(sys.argv[0], run_name='__main__')",
+)
 QUICK_SIZES = (40,)
 OLD_MAX = 1000  # the old driver composes every job before the first starts: 5,000 takes too long
 
@@ -42,8 +47,11 @@ def run(root: Path, n: int, cpus: int) -> dict:
         cmd = [
             sys.executable,
             "-c",
-            _PEAK_TRAMPOLINE,
-            "runners/sweep.py",
+            *(
+                (_PEAK_TRAMPOLINE, "mlp.commands.sweep")
+                if root == ROOT
+                else (_PATH_TRAMPOLINE, "runners/sweep.py")
+            ),
             "-m",
             *TINY,
             f"seed=range(0,{n})",
