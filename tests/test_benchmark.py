@@ -63,3 +63,20 @@ def test_malloc_thresholds_are_set_on_glibc():
     if sys.platform != "linux":
         pytest.skip("glibc's mallopt is Linux-only")
     assert malloc.set_thresholds(malloc.RAISED)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_sweep_scale_quick_measures_a_real_sweep(tmp_path):
+    """`--parts sweep-scale --quick`: 40 tiny jobs through the real sweep command; every row has a
+    number (a sweep that failed to run shows as a row with no value and its error)."""
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "runners/benchmark.py", "--parts", "sweep-scale", "--quick"]
+    proc = subprocess.run(
+        [*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.DictReader(next(out.glob("*-quick.csv")).open()))
+    scale = [r for r in rows if r["part"] == "sweep-scale"]
+    assert scale and all(r["value"] not in ("", "nan") for r in scale), scale
+    assert not [r for r in scale if "failed" in r.get("note", "")], scale
