@@ -18,11 +18,9 @@ import time
 import numpy as np
 
 from mlp.data import Dataset
-from mlp.evaluate import evaluate
-from mlp.model import l2_penalty
 from mlp.schedule import make_schedule
 from mlp.sgd import SGDStep, fused_gemm, times_w1t
-from mlp.train import record_steps, resolve_n_s, total_steps
+from mlp.train import evaluation_record, minibatches, record_steps, resolve_n_s, total_steps
 
 
 class BundleStep:
@@ -108,21 +106,8 @@ def train_bundle(
     def record_all(t: int) -> None:
         for j, (params, lam) in enumerate(zip(stepper.params, lams, strict=True)):
             start = time.perf_counter()
-            penalty = float(l2_penalty(params))
-            tr = evaluate(params, ds.train, ds.mean, ds.inv_std, lam, penalty)
-            va = evaluate(params, ds.val, ds.mean, ds.inv_std, lam, penalty)
             histories[j].append(
-                {
-                    "step": t,
-                    "epoch": t / steps_per_epoch,
-                    "eta": eta_at(t),
-                    "train_loss": tr["loss"],
-                    "train_cost": tr["cost"],
-                    "train_acc": tr["acc"],
-                    "val_loss": va["loss"],
-                    "val_cost": va["cost"],
-                    "val_acc": va["acc"],
-                }
+                evaluation_record(params, ds, lam, t, t / steps_per_epoch, eta_at(t))
             )
             eval_s[j] += time.perf_counter() - start
 
@@ -130,16 +115,10 @@ def train_bundle(
     start = time.perf_counter()
     if 0 in marks:
         record_all(0)
-    t = 0
-    while t < steps:
-        order = rng.permutation(n)
-        for lo in range(0, n, batch):
-            if t >= steps:
-                break
-            stepper.step(ds.train.x, ds.train.y, order[lo : lo + batch], lams, etas[t])
-            t += 1
-            if t in marks:
-                record_all(t)
+    for t, idx in minibatches(rng, n, batch, steps):
+        stepper.step(ds.train.x, ds.train.y, idx, lams, etas[t])
+        if t + 1 in marks:
+            record_all(t + 1)
     total = time.perf_counter() - start
     step_s = total - sum(eval_s)
     return {

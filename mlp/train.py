@@ -43,6 +43,40 @@ def record_steps(train_cfg, steps: int, n_s: int | None) -> list[int]:
     return sorted(set(range(0, steps, int(every))) | {steps})
 
 
+def minibatches(rng: np.random.Generator, n: int, batch: int, steps: int):
+    """(step index, the step's sample indices) for `steps` steps over shuffled epochs: one
+    permutation per epoch, the last batch of an epoch may be short. Shared by the lone and
+    the bundled loop, so both see the same batches for a seed."""
+    t = 0
+    while t < steps:
+        order = rng.permutation(n)
+        for lo in range(0, n, batch):
+            if t >= steps:
+                return
+            yield t, order[lo : lo + batch]
+            t += 1
+
+
+def evaluation_record(
+    params: dict[str, np.ndarray], ds: Dataset, lam: float, t: int, epoch: float, eta: float
+) -> dict:
+    """One history record: loss, cost and accuracy on the training and validation splits."""
+    penalty = float(l2_penalty(params))
+    tr = evaluate(params, ds.train, ds.mean, ds.inv_std, lam, penalty)
+    va = evaluate(params, ds.val, ds.mean, ds.inv_std, lam, penalty)
+    return {
+        "step": t,
+        "epoch": epoch,
+        "eta": eta,
+        "train_loss": tr["loss"],
+        "train_cost": tr["cost"],
+        "train_acc": tr["acc"],
+        "val_loss": va["loss"],
+        "val_cost": va["cost"],
+        "val_acc": va["acc"],
+    }
+
+
 def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, seed: int) -> dict:
     """Train params in place; returns history records and timings (plain data)."""
     n = len(ds.train)
@@ -60,42 +94,21 @@ def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, see
     def record(t: int) -> None:
         nonlocal eval_s
         start = time.perf_counter()
-        penalty = float(l2_penalty(params))
-        tr = evaluate(params, ds.train, ds.mean, ds.inv_std, lam, penalty)
-        va = evaluate(params, ds.val, ds.mean, ds.inv_std, lam, penalty)
-        history.append(
-            {
-                "step": t,
-                "epoch": t / steps_per_epoch,
-                "eta": eta_at(t),
-                "train_loss": tr["loss"],
-                "train_cost": tr["cost"],
-                "train_acc": tr["acc"],
-                "val_loss": va["loss"],
-                "val_cost": va["cost"],
-                "val_acc": va["acc"],
-            }
-        )
+        history.append(evaluation_record(params, ds, lam, t, t / steps_per_epoch, eta_at(t)))
         eval_s += time.perf_counter() - start
-        progress.record(t, tr["loss"])
+        progress.record(t, history[-1]["train_loss"])
 
     # η for every step at once (the schedule is vectorised): one scalar NumPy call per step was ~1.5% of a step
     etas = np.broadcast_to(eta_at(np.arange(steps)), (steps,)).tolist()
     start = time.perf_counter()
     if 0 in marks:
         record(0)
-    t = 0
-    while t < steps:
-        order = rng.permutation(n)
-        for lo in range(0, n, batch):
-            if t >= steps:
-                break
-            stepper.step(ds.train.x, ds.train.y, order[lo : lo + batch], lam, etas[t])
-            t += 1
-            if t >= progress.next_step:
-                progress.step(t)
-            if t in marks:
-                record(t)
+    for t, idx in minibatches(rng, n, batch, steps):
+        stepper.step(ds.train.x, ds.train.y, idx, lam, etas[t])
+        if t + 1 >= progress.next_step:
+            progress.step(t + 1)
+        if t + 1 in marks:
+            record(t + 1)
     total = time.perf_counter() - start
     progress.close()
     return {
