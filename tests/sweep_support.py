@@ -14,11 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).parent / "ray")
+RAY_TMP = Path(tempfile.gettempdir()) / "ray"  # Ray's default root for session folders
 # Small synthetic jobs: 1,000 training images, a couple of seconds each at most.
 SMALL = [
     "data=synthetic",
@@ -126,6 +128,11 @@ class RayNode:
             "RAY_AUTH_MODE": "token",
             **(env_extra or {}),
         }  # Ray's default; a joining node must say so
+        if head_address is not None:
+            # Nodes on one machine share /tmp/ray, and with it the head's session folder: a
+            # joining node's agent then deletes and re-unpacks the working_dir that a job's
+            # driver is running from (seen as ModuleNotFoundError). Real nodes have a /tmp each.
+            hide = (*hide, RAY_TMP)
         if hide:
             cmd = in_own_mounts(cmd, hide, stash=log.parent / f"{log.stem}.venv")
         self.proc = subprocess.Popen(
@@ -168,7 +175,7 @@ def in_own_mounts(cmd: list[str], hide: tuple[Path, ...], stash: Path) -> list[s
     venv = Path(sys.executable).parent.parent
     q = shlex.quote
     lines = ["set -e", f"mkdir -p {q(str(stash))}", f"mount --bind {q(str(venv))} {q(str(stash))}"]
-    lines += [f"mount -t tmpfs tmpfs {q(str(folder))}" for folder in hide]
+    lines += [f"mkdir -p {q(str(f))} && mount -t tmpfs tmpfs {q(str(f))}" for f in hide]
     lines += [
         f"mkdir -p {q(str(venv))}",
         f"mount --bind {q(str(stash))} {q(str(venv))}",
