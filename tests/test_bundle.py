@@ -24,6 +24,7 @@ from mlp.validate import check_config
 
 BASE = [
     "experiment=lambda_coarse",
+    "dtype=float64",  # the search's own default is float32; these tests pin each dtype
     *SMALL_SYNTHETIC,
     "split.val_holdout=100",
     "train.n_s=20",
