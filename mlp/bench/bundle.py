@@ -132,7 +132,8 @@ def measure(
 OLD_SCHEDULE = [
     "train.record=curve",
     "train.record_points_per_cycle=2",
-]  # the 11.3-min reproduction's
+    "dtype=float64",
+]  # the 11.3-min reproduction's (its search trained in float64; the search's default is float32)
 SEARCH_GRID = ("1e-5", "1e-4", "1e-3", "1e-2", "1e-1", "1")
 
 
@@ -177,7 +178,8 @@ def job_split(data: list[str], k: int) -> dict[str, dict[str, float]]:
 
 def stage_throughput(data: list[str], seeds: str = "0,1,2") -> dict[str, dict]:
     """The coarse λ-search stage (6 λ × seeds, 3 cycles) as two Ray sweeps in one run: today's
-    way (sweep.bundle=off, the old evaluation schedule) and the new defaults; jobs per minute."""
+    way (sweep.bundle=off, the old evaluation schedule, float64), the new defaults in float64
+    (what bundling and the schedule give alone) and the new defaults; jobs per minute."""
     import csv
     import json
     import subprocess
@@ -185,11 +187,15 @@ def stage_throughput(data: list[str], seeds: str = "0,1,2") -> dict[str, dict]:
     import tempfile
 
     root = Path(__file__).resolve().parents[2]
-    variants = {"old": ["sweep.bundle=off", *OLD_SCHEDULE], "new": []}
+    variants = {
+        "old": ["sweep.bundle=off", *OLD_SCHEDULE],
+        "new, float64": ["dtype=float64"],
+        "new": [],
+    }
     out = {}
     with tempfile.TemporaryDirectory(prefix="bench-bundle-") as tmp:
         for name, extra in variants.items():
-            sweep_dir = Path(tmp) / name
+            sweep_dir = Path(tmp) / name.replace(", ", "-")  # a Hydra override value: no commas
             cmd = [
                 sys.executable,
                 "runners/sweep.py",

@@ -329,11 +329,12 @@ def part_bundle(args, rows: list[Row]) -> None:
         )
         return
     m = bundle.stage_throughput(data, seeds="0")  # 6 jobs per way: 2 bundles of 3 vs 6 lone tasks
-    old, new = m["old"], m["new"]
+    old, new64, new = m["old"], m["new, float64"], m["new"]
     diff = max(abs(old["val_acc"][key] - new["val_acc"].get(key, NAN)) for key in old["val_acc"])
     for name, label in (
-        ("old", "sweep.bundle=off, old evaluation schedule"),
-        ("new", "new defaults"),
+        ("old", "sweep.bundle=off, old evaluation schedule, float64"),
+        ("new, float64", "new defaults but float64 (bundling + schedule alone)"),
+        ("new", "new defaults (float32)"),
     ):
         v = m[name]
         rows.append(
@@ -354,6 +355,15 @@ def part_bundle(args, rows: list[Row]) -> None:
             "×",
             f"6 λ, seed 0, 3 cycles, same run one after the other; "
             f"largest val_acc difference old vs new {diff:.2g}",
+        )
+    )
+    rows.append(
+        Row(
+            "bundle",
+            "ratio new-float64/old, coarse search stage throughput",
+            new64["jobs_per_min"] / old["jobs_per_min"],
+            "×",
+            "bundling and the evaluation schedule without the float32 search",
         )
     )
 
