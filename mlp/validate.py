@@ -15,6 +15,17 @@ def _positive_int(value, key: str) -> None:
         raise UserError(f"{key}={value!r} must be a whole number ≥ 1")
 
 
+def check_split(split) -> None:
+    """The split's own consistency (no data needed): checked before any job starts."""
+    train_batches = list(split.train_batches)
+    if not train_batches:
+        raise UserError("split.train_batches is empty (name at least one batch, 1..5)")
+    if (split.val_batch is None) == (split.val_holdout is None):
+        raise UserError("split: set exactly one of split.val_batch and split.val_holdout")
+    if split.val_batch is not None and split.val_batch in train_batches:
+        raise UserError(f"split.val_batch={split.val_batch} is also a training batch")
+
+
 def check_config(cfg) -> None:
     if cfg.kind not in KINDS:
         raise UserError(f"kind={cfg.kind!r} is not allowed (allowed: {', '.join(KINDS)})")
@@ -54,6 +65,7 @@ def check_config(cfg) -> None:
         _positive_int(t.record_every, "train.record_every")
     if t.blas_threads is not None:
         _positive_int(t.blas_threads, "train.blas_threads")
+    check_split(cfg.split)
     if lam is None and "search" not in cfg:
         raise UserError(
             "lambda=null needs a search interval (search.low, search.high) to draw it from"

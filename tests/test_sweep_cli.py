@@ -26,6 +26,10 @@ from mlp.sweep.store import ResultStore, config_hash
             ["-m", "experiment=lambda_coarse", "lambda=1e-5,1e-3,-1e-2"],
             "lambda=-0.01 must be a number ≥ 0",
         ),
+        (
+            ["-m", "experiment=cyclic_1cycle", "split.val_holdout=100", "seed=0,1"],
+            "set exactly one of split.val_batch and split.val_holdout",
+        ),
         (["-m", "experiment=cyclic_1cycle,nope"], "unknown experiment 'nope'"),
         (["-m", "launcher=nowhere"], "unknown launcher 'nowhere'"),
         (["search=lambda", "search.coarse.grid=[1e-3,-1]"], "search.coarse.grid has lambda=-1"),

@@ -12,6 +12,7 @@ import numpy as np
 
 from mlp.data.sources import RawData
 from mlp.errors import UserError
+from mlp.validate import check_split
 
 STATS_CHUNK = (
     500  # rows per pass: the uint16 squares stay in cache; ≤ 66,051 keeps uint32 sums exact
@@ -74,16 +75,11 @@ def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_dataset(raw: RawData, split_cfg, batch_size: int) -> Dataset:
+    check_split(split_cfg)
     train_batches = list(split_cfg.train_batches)
-    if not train_batches:
-        raise UserError("split.train_batches is empty (name at least one batch, 1..5)")
     tx, ty = _batch_rows(raw, train_batches, batch_size)
     val_batch, holdout = split_cfg.val_batch, split_cfg.val_holdout
-    if (val_batch is None) == (holdout is None):
-        raise UserError("split: set exactly one of split.val_batch and split.val_holdout")
     if val_batch is not None:
-        if val_batch in train_batches:
-            raise UserError(f"split.val_batch={val_batch} is also a training batch")
         val = Split(*_batch_rows(raw, [val_batch], batch_size))
     else:
         if not 0 < holdout < len(ty):
