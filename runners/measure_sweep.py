@@ -1,6 +1,6 @@
 """Measure the sweep figures of issue 3 side by side (run under `flock /tmp/cpu.lock`).
 
-  python runners/measure_sweep.py fanout [--data cifar10_jpeg] [--rounds 2]
+  python runners/measure_sweep.py fanout [--data cifar10_jpeg] [--rounds 2] [--set dtype=float64]
       # 6 lambda_coarse jobs: Ray sweep vs Hydra's basic launcher
   python runners/measure_sweep.py memory [--data cifar10_jpeg] [--sweep-data path]
       # peak PSS of a 2-task sweep of final-sized jobs
@@ -50,6 +50,7 @@ def fanout_once(args, out: Path, r: int, ray_first: bool) -> dict:
         f"data={args.data}",
         f"lambda={','.join(GRID)}",
         "seed=0",
+        *args.set,
         f"hydra.sweep.dir={sweep_dir}",
         f"sweep.store={out / 'store'}",
         "sweep.force=true",
@@ -62,6 +63,7 @@ def fanout_once(args, out: Path, r: int, ray_first: bool) -> dict:
         f"data={args.data}",
         f"lambda={','.join(GRID)}",
         "seed=0",
+        *args.set,
         f"hydra.sweep.dir={basic_dir}",
     ]
     if ray_first:
@@ -173,6 +175,13 @@ def main() -> None:
     )
     ap.add_argument(
         "--rounds", type=int, default=2, help="fanout: Ray/basic pairs, in alternating order"
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fanout: an override for both sides' jobs (e.g. dtype=float64), repeatable",
     )
     ap.add_argument(
         "--sweep-data",
