@@ -124,7 +124,7 @@ def test_plan_passes_data_and_cluster_overrides_to_every_sweep(tmp_path):
         assert f"sweep.store={plan.runs_dir / 'store'}" in args
     assert "seed=0,1,2" in plan.search and "seed=0,1,2" in plan.final(0.1)
     assert plan.final(0.0123)[-1] == "lambda=0.0123"
-    assert "experiment=gradcheck,overfit,cyclic_1cycle,cyclic_3cycles" in plan.checks
+    assert "experiment=cyclic_3cycles,gradcheck,cyclic_1cycle,overfit" in plan.checks
     quick = make_plan(["--quick"], tmp_path)
     assert quick.report_dir == quick.runs_dir / "report"
     with pytest.raises(UserError):
