@@ -12,15 +12,13 @@ which is what the per-model `*= β` below does before the stacked update with β
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 
 from mlp.data import Dataset
-from mlp.schedule import make_schedule
 from mlp.sgd import SGDStep, fused_gemm, times_w1t
-from mlp.train import evaluation_record, minibatches, record_steps, resolve_n_s, total_steps
+from mlp.train import evaluation_record, plan_run
 
 
 class BundleStep:
@@ -91,15 +89,8 @@ def train_bundle(
 ) -> dict:
     """Train every model in place, as mlp.train.train would train each alone; returns the
     shared timings and one history per model."""
-    n = len(ds.train)
-    batch = int(train_cfg.batch_size)
-    n_s = resolve_n_s(train_cfg, n)
-    steps = total_steps(train_cfg, n, n_s)
-    eta_at = make_schedule(train_cfg, n_s)
-    marks = set(record_steps(train_cfg, steps, n_s))
-    steps_per_epoch = math.ceil(n / batch)
-    stepper = BundleStep(params_list, batch, ds.mean, ds.inv_std)
-    rng = np.random.default_rng([seed, 1])  # the shuffling stream of mlp.train.train
+    plan = plan_run(train_cfg, len(ds.train))
+    stepper = BundleStep(params_list, plan.batch, ds.mean, ds.inv_std)
     histories: list[list[dict]] = [[] for _ in lams]
     eval_s = [0.0] * len(lams)
 
@@ -107,26 +98,25 @@ def train_bundle(
         for j, (params, lam) in enumerate(zip(stepper.params, lams, strict=True)):
             start = time.perf_counter()
             histories[j].append(
-                evaluation_record(params, ds, lam, t, t / steps_per_epoch, eta_at(t))
+                evaluation_record(params, ds, lam, t, t / plan.steps_per_epoch, plan.eta_at(t))
             )
             eval_s[j] += time.perf_counter() - start
 
-    etas = np.broadcast_to(eta_at(np.arange(steps)), (steps,)).tolist()
     start = time.perf_counter()
-    if 0 in marks:
+    if 0 in plan.marks:
         record_all(0)
-    for t, idx in minibatches(rng, n, batch, steps):
-        stepper.step(ds.train.x, ds.train.y, idx, lams, etas[t])
-        if t + 1 in marks:
+    for t, idx in plan.batches(seed):
+        stepper.step(ds.train.x, ds.train.y, idx, lams, plan.etas[t])
+        if t + 1 in plan.marks:
             record_all(t + 1)
     total = time.perf_counter() - start
     step_s = total - sum(eval_s)
     return {
         "histories": histories,
-        "n_s": n_s,
-        "steps": steps,
+        "n_s": plan.n_s,
+        "steps": plan.steps,
         "train_s": total,
         "eval_s": eval_s,
         "step_s": step_s,
-        "samples_per_s": steps * batch * len(lams) / max(step_s, 1e-9),
+        "samples_per_s": plan.steps * plan.batch * len(lams) / max(step_s, 1e-9),
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,6 +59,43 @@ def minibatches(rng: np.random.Generator, n: int, batch: int, steps: int):
             t += 1
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run's loop does, derived once from its config and training-set size: the lone
+    loop (`train`) and the bundled one (`mlp.bundle.train_bundle`) both use it, so a bundled
+    job draws the same batches at the same η and records at the same steps as alone."""
+
+    n: int
+    batch: int
+    n_s: int | None
+    steps: int
+    eta_at: Callable
+    etas: list[float]  # η for every step at once: a scalar NumPy call per step was ~1.5% of a step
+    marks: frozenset[int]
+    steps_per_epoch: int
+
+    def batches(self, seed: int):
+        """minibatches() over the shuffling stream of seed, independent of the init stream."""
+        return minibatches(np.random.default_rng([seed, 1]), self.n, self.batch, self.steps)
+
+
+def plan_run(train_cfg, n: int) -> RunPlan:
+    batch = int(train_cfg.batch_size)
+    n_s = resolve_n_s(train_cfg, n)
+    steps = total_steps(train_cfg, n, n_s)
+    eta_at = make_schedule(train_cfg, n_s)
+    return RunPlan(
+        n=n,
+        batch=batch,
+        n_s=n_s,
+        steps=steps,
+        eta_at=eta_at,
+        etas=np.broadcast_to(eta_at(np.arange(steps)), (steps,)).tolist(),
+        marks=frozenset(record_steps(train_cfg, steps, n_s)),
+        steps_per_epoch=math.ceil(n / batch),
+    )
+
+
 def evaluation_record(
     params: dict[str, np.ndarray], ds: Dataset, lam: float, t: int, epoch: float, eta: float
 ) -> dict:
@@ -79,43 +118,36 @@ def evaluation_record(
 
 def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, seed: int) -> dict:
     """Train params in place; returns history records and timings (plain data)."""
-    n = len(ds.train)
-    batch = int(train_cfg.batch_size)
-    n_s = resolve_n_s(train_cfg, n)
-    steps = total_steps(train_cfg, n, n_s)
-    eta_at = make_schedule(train_cfg, n_s)
-    marks = set(record_steps(train_cfg, steps, n_s))
-    steps_per_epoch = math.ceil(n / batch)
-    stepper = SGDStep(params, batch, ds.mean, ds.inv_std)
-    rng = np.random.default_rng([seed, 1])  # shuffling stream, independent of the init stream
+    plan = plan_run(train_cfg, len(ds.train))
+    stepper = SGDStep(params, plan.batch, ds.mean, ds.inv_std)
     history, eval_s = [], 0.0
-    progress = run_progress.start(steps)
+    progress = run_progress.start(plan.steps)
 
     def record(t: int) -> None:
         nonlocal eval_s
         start = time.perf_counter()
-        history.append(evaluation_record(params, ds, lam, t, t / steps_per_epoch, eta_at(t)))
+        history.append(
+            evaluation_record(params, ds, lam, t, t / plan.steps_per_epoch, plan.eta_at(t))
+        )
         eval_s += time.perf_counter() - start
         progress.record(t, history[-1]["train_loss"])
 
-    # η for every step at once (the schedule is vectorised): one scalar NumPy call per step was ~1.5% of a step
-    etas = np.broadcast_to(eta_at(np.arange(steps)), (steps,)).tolist()
     start = time.perf_counter()
-    if 0 in marks:
+    if 0 in plan.marks:
         record(0)
-    for t, idx in minibatches(rng, n, batch, steps):
-        stepper.step(ds.train.x, ds.train.y, idx, lam, etas[t])
+    for t, idx in plan.batches(seed):
+        stepper.step(ds.train.x, ds.train.y, idx, lam, plan.etas[t])
         if t + 1 >= progress.next_step:
             progress.step(t + 1)
-        if t + 1 in marks:
+        if t + 1 in plan.marks:
             record(t + 1)
     total = time.perf_counter() - start
     progress.close()
     return {
         "history": history,
-        "n_s": n_s,
-        "steps": steps,
+        "n_s": plan.n_s,
+        "steps": plan.steps,
         "train_s": total,
         "eval_s": eval_s,
-        "samples_per_s": steps * batch / max(total - eval_s, 1e-9),
+        "samples_per_s": plan.steps * plan.batch / max(total - eval_s, 1e-9),
     }
