@@ -122,23 +122,22 @@ def measure(experiment: str, data: list[str]) -> dict:
     }
 
 
+# --quick: 5 synthetic batches of 800 (lambda_coarse trains on batches 1-5) and a smaller hold-out
+QUICK_SEARCH_DATA = [
+    "data=synthetic",
+    "data.n_train=4000",
+    "data.n_test=1000",
+    "data.batch_size=800",
+    "split.val_holdout=500",
+]
+
+
 def part_sweep(args, rows: list[Row]) -> None:
     why = available()
     if why:
         rows.append(Row("sweep", "6-job sweep on Ray", float("nan"), "s", why))
         return
-    # quick: 5 synthetic batches of 800 (lambda_coarse trains on batches 1-5) and a smaller hold-out
-    data = (
-        [
-            "data=synthetic",
-            "data.n_train=4000",
-            "data.n_test=1000",
-            "data.batch_size=800",
-            "split.val_holdout=500",
-        ]
-        if args.quick
-        else ["data=cifar10_jpeg"]
-    )
+    data = QUICK_SEARCH_DATA if args.quick else ["data=cifar10_jpeg"]
     try:
         m = measure("lambda_coarse", data)
     except (RuntimeError, subprocess.CalledProcessError) as exc:

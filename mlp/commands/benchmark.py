@@ -300,14 +300,7 @@ def part_bundle(args, rows: list[Row]) -> None:
                     )
                 )
     data = (
-        [
-            "data=synthetic",
-            "data.n_train=4000",
-            "data.n_test=1000",
-            "data.batch_size=800",
-            "split.val_holdout=500",
-            "train.n_s=10",
-        ]
+        [*sweep.QUICK_SEARCH_DATA, "train.n_s=10"]
         if args.quick
         else ["data=cifar10_jpeg", f"data.root={args.archive.resolve()}"]
     )

@@ -26,28 +26,11 @@ TRAIN_METRICS = (
 )
 GRADCHECK_METRICS = ("grad_max", "abs_err_max", "abs_err_mean", "max_rel_error")
 # Key columns (the configuration a row stands for) per experiment; other experiments get DEFAULT_KEYS.
+CYCLIC_KEYS = ("lambda", "eta_min", "eta_max", "n_s", "cycles", "batch_size", "n_train", "n_val")
 KEYS = {
     "overfit": ("lambda", "eta", "epochs", "batch_size", "n_train"),
-    "cyclic_1cycle": (
-        "lambda",
-        "eta_min",
-        "eta_max",
-        "n_s",
-        "cycles",
-        "batch_size",
-        "n_train",
-        "n_val",
-    ),
-    "cyclic_3cycles": (
-        "lambda",
-        "eta_min",
-        "eta_max",
-        "n_s",
-        "cycles",
-        "batch_size",
-        "n_train",
-        "n_val",
-    ),
+    "cyclic_1cycle": CYCLIC_KEYS,
+    "cyclic_3cycles": CYCLIC_KEYS,
     "lambda_coarse": ("lambda", "n_s", "cycles", "n_train", "n_val"),
     "lambda_fine": ("lambda", "n_s", "cycles", "n_train", "n_val"),
     "final": ("lambda", "n_s", "cycles", "n_train", "n_val"),
