@@ -24,8 +24,7 @@ def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
         f"+hydra.callbacks.log.path={log}",
     ]
     env = {"RAY_ADDRESS": "", "PYTHONPATH": str(ROOT / "tests")}
-    proc = run_sweep(
-        tmp_path,
+    command = [
         "-m",
         "experiment=glob(cyclic_1*)",
         *SMALL,
@@ -33,8 +32,8 @@ def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
         "seed=range(0,2)",
         "sweep.ray.num_cpus=2",
         *callback,
-        env_extra=env,
-    )
+    ]
+    proc = run_sweep(tmp_path, *command, env_extra=env)
     assert proc.returncode == 0, proc.stderr
     table = rows(tmp_path / "sw")
     assert sorted((r["experiment"], float(r["lambda"]), int(r["seed"])) for r in table) == [
@@ -65,17 +64,7 @@ def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
     assert not wait_gone(ray_processes(tmp_path) - before)
     assert s["ray_start_s"] > 0 and s["ray_shutdown_s"] >= 0
     # the same command again in the same folder: everything is stored, so Ray is not even started
-    again = run_sweep(
-        tmp_path,
-        "-m",
-        "experiment=glob(cyclic_1*)",
-        *SMALL,
-        "lambda=choice(0,0.01)",
-        "seed=range(0,2)",
-        "sweep.ray.num_cpus=2",
-        *callback,
-        env_extra=env,
-    )
+    again = run_sweep(tmp_path, *command, env_extra=env)
     assert again.returncode == 0, again.stderr
     s = summary(tmp_path / "sw")
     assert (s["ran"], s["cached"], s["ray_address"]) == (0, 4, None)

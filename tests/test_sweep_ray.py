@@ -69,16 +69,8 @@ def test_resume_trains_only_missing_jobs(head, tmp_path):
     assert first.returncode == 0, first.stderr
     before = {r["config_hash"]: r["task_id"] for r in results(tmp_path / "sw")}
     # the same grid plus one seed, in a fresh directory (as with Hydra's timestamped default)
-    second = run_sweep(
-        tmp_path,
-        "-m",
-        "experiment=cyclic_1cycle",
-        *SMALL,
-        "lambda=1e-3,1e-2",
-        "seed=0,1",
-        *cluster(head),
-        sweep_dir="sw2",
-    )
+    grid = ["-m", "experiment=cyclic_1cycle", *SMALL, "lambda=1e-3,1e-2", "seed=0,1"]
+    second = run_sweep(tmp_path, *grid, *cluster(head), sweep_dir="sw2")
     assert second.returncode == 0, second.stderr
     s = summary(tmp_path / "sw2")
     assert (s["ran"], s["cached"], s["jobs"]) == (2, 2, 4)
@@ -87,28 +79,9 @@ def test_resume_trains_only_missing_jobs(head, tmp_path):
         assert after[key]["task_id"] == task_id and after[key]["status"] == "cached"
     assert sorted(r["status"] for r in rows(tmp_path / "sw2")) == ["cached", "cached", "ok", "ok"]
     # the same command in the same directory trains nothing; sweep.force=true trains all
-    again = run_sweep(
-        tmp_path,
-        "-m",
-        "experiment=cyclic_1cycle",
-        *SMALL,
-        "lambda=1e-3,1e-2",
-        "seed=0,1",
-        *cluster(head),
-        sweep_dir="sw2",
-    )
+    again = run_sweep(tmp_path, *grid, *cluster(head), sweep_dir="sw2")
     assert again.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 0
-    forced = run_sweep(
-        tmp_path,
-        "-m",
-        "experiment=cyclic_1cycle",
-        *SMALL,
-        "lambda=1e-3,1e-2",
-        "seed=0,1",
-        "sweep.force=true",
-        *cluster(head),
-        sweep_dir="sw2",
-    )
+    forced = run_sweep(tmp_path, *grid, "sweep.force=true", *cluster(head), sweep_dir="sw2")
     assert forced.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 4
     assert all(r["task_id"] != before.get(r["config_hash"]) for r in results(tmp_path / "sw2"))
 
