@@ -14,6 +14,8 @@ import pytest
 from conftest import ROOT, SMALL_SYNTHETIC
 
 pytestmark = pytest.mark.slow
+PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+PLATLIB = "import sysconfig; print(sysconfig.get_paths()['platlib'])"
 
 
 def run(cmd: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -40,12 +42,29 @@ def test_wheel_installs_and_trains_from_an_empty_folder(tmp_path):
         tmp_path,
     )
     (wheel,) = (tmp_path / "dist").glob("mlp_study-*.whl")
-    # the machine's packages, not this checkout's editable install (the venv's site is the base's)
+    # a venv of its own, with no site-packages of the machine's Python: the dependencies come
+    # from the environment running the tests (a path entry, so its .pth files, this checkout's
+    # editable install among them, are not processed); the wheel's own mlp comes first
     base = Path(getattr(sys, "_base_executable", sys.executable))
-    run([base, "-m", "venv", "--system-site-packages", tmp_path / "venv"], tmp_path)
+    run([base, "-m", "venv", "--without-pip", tmp_path / "venv"], tmp_path)
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    own_site = Path(run([venv_python, "-c", PURELIB], tmp_path).stdout.strip())
+    deps = {run([sys.executable, "-c", p], tmp_path).stdout.strip() for p in (PURELIB, PLATLIB)}
+    (own_site / "test-deps.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
     bin_dir = tmp_path / "venv" / "bin"
     run(
-        [bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            venv_python,
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            wheel,
+        ],
         tmp_path,
     )
 
