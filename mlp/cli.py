@@ -1,11 +1,8 @@
-"""What every runner shares: checking config-group choices, absolute paths, atomic JSON, one-line errors."""
+"""What every runner shares: checking config-group choices, absolute paths, one-line errors."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -92,25 +89,6 @@ def absolutize_paths(cfg: DictConfig, base: Path) -> None:
             if key in cfg.data and cfg.data[key] is not None:
                 p = Path(str(cfg.data[key])).expanduser()
                 cfg.data[key] = str(p if p.is_absolute() else (base / p).resolve())
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a whole file or nothing: temp file in the same folder, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    write_atomic(path, json.dumps(obj, indent=1))
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -155,7 +155,8 @@ def memory(args, out: Path) -> dict:
 def basic_job(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from mlp.cli import absolutize_paths, write_json_atomic
+    from mlp.atomic import write_json_atomic
+    from mlp.cli import absolutize_paths
     from mlp.experiment import run_experiment
 
     absolutize_paths(cfg, ROOT)

@@ -7,7 +7,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.plugins.sweeper import Sweeper
@@ -42,7 +41,8 @@ class MlpSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from mlp.cli import fail, write_json_atomic
+        from mlp.atomic import write_json_atomic
+        from mlp.cli import fail
         from mlp.errors import UserError
         from mlp.sweep.launch import SweepStopped, terminate_as_interrupt
 
@@ -51,14 +51,20 @@ class MlpSweeper(Sweeper):
         try:
             parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
             overrides = parser.parse_overrides(arguments)
-            if OmegaConf.select(self.config, "hydra.runtime.choices.search") is not None:
+            searching = OmegaConf.select(self.config, "hydra.runtime.choices.search") is not None
+            if self.config.sweep.get("dry_run"):
+                self._dry_run(overrides, searching)
+                return None
+            if searching:
                 from mlp.sweep.search import run_search
 
-                returns = None
                 outcome = run_search(self.config, overrides, self._launch_stage)
             else:
-                batch = BasicSweeper.split_arguments(overrides, None)[0]
-                returns = self._launch_stage(batch, 0, None)
+                from mlp.sweep.grid import grid
+
+                jobs = grid(overrides)
+                runner = self.launcher.get_runner()
+                runner.launch(jobs, 0, None, len(jobs), jobs.swept_keys, want_returns=False)
                 outcome = None
         except UserError as exc:
             self._finish_quietly()
@@ -87,7 +93,25 @@ class MlpSweeper(Sweeper):
             )
         if code:
             sys.exit(code)
-        return returns
+        return None
+
+    def _dry_run(self, overrides, searching: bool) -> None:
+        """sweep.dry_run=true: compose, hash and look up every job; no Ray, no files."""
+        from mlp.errors import UserError
+        from mlp.sweep.grid import grid
+
+        if searching:
+            raise UserError(
+                "sweep.dry_run counts a grid's jobs; a search's stages depend on results"
+            )
+        jobs = grid(overrides)
+        runner = self.launcher.get_runner()
+        counts = runner.dry_run(iter(jobs), len(jobs))
+        print(
+            f"dry run: {counts['jobs']} jobs, {counts['stored']} stored, {counts['to_run']} to run "
+            f"(store {runner.store.root})",
+            flush=True,
+        )
 
     def _launch_stage(self, batch, initial_job_idx: int, stage):
         self.launcher.stage = stage
@@ -95,7 +119,7 @@ class MlpSweeper(Sweeper):
 
     def _finish_quietly(self) -> None:
         runner = self.launcher.runner if self.launcher is not None else None
-        if runner is not None and (runner.rows or runner.ray_info):
+        if runner is not None and (runner.table.count or runner.ray_info):
             runner.finish()
         else:  # Ray may have been started early, while the jobs were being checked
             from mlp.sweep import ray_session

@@ -7,7 +7,7 @@ import io
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from mlp.cli import write_atomic
+from mlp.atomic import write_atomic
 
 
 @dataclass

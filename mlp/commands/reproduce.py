@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from mlp.cli import fail, write_json_atomic
+from mlp.atomic import write_json_atomic
+from mlp.cli import fail
 from mlp.errors import UserError
 from mlp.report.pipeline import make_plan, read_chosen
 

@@ -15,13 +15,13 @@ from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
 from mlp import run_progress
+from mlp.atomic import write_json_atomic
 from mlp.cli import (
     CONFIG_PATH,
     absolutize_paths,
     check_composes,
     check_group_choices,
     fail,
-    write_json_atomic,
 )
 from mlp.errors import UserError
 from mlp.experiment import run_experiment

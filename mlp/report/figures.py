@@ -11,7 +11,7 @@ from matplotlib.figure import (
     Figure,  # Figure objects render with Agg; pyplot (and a GUI) is never loaded
 )
 
-from mlp.cli import write_atomic
+from mlp.atomic import write_atomic
 from mlp.schedule import cyclic_eta
 
 DPI = 110

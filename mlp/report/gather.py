@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlp.sweep.store import is_placement_key
+from mlp.result_schema import is_placement_key
 from mlp.version import RESULT_VERSION
 
 RESULT_NAME = "result.json"

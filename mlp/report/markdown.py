@@ -6,7 +6,7 @@ from pathlib import PurePath
 
 from omegaconf import OmegaConf
 
-from mlp.sweep.store import is_placement_key
+from mlp.result_schema import is_placement_key
 
 
 def short_source(source: str) -> str:

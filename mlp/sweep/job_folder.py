@@ -14,7 +14,7 @@ from typing import cast
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from mlp.cli import write_atomic
+from mlp.atomic import write_atomic
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 

@@ -24,16 +24,19 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 import mlp.sweep as sweep_pkg
-from mlp.cli import compose_error, write_json_atomic
+from mlp.atomic import write_json_atomic
+from mlp.cli import compose_error
+from mlp.data.fingerprint import content_fingerprint
 from mlp.errors import UserError
+from mlp.result_schema import config_hash
 from mlp.sweep import bundling, ray_session
 from mlp.sweep.compose import JobComposer
 from mlp.sweep.data_ship import DataShipper, size_object_store
 from mlp.sweep.job_folder import write_job_folder
 from mlp.sweep.progress import Progress
 from mlp.sweep.ray_options import remote_options
-from mlp.sweep.results import ResultsCsv, make_row
-from mlp.sweep.store import ResultStore, config_hash, scan_sweep_dir
+from mlp.sweep.results import SweepTable
+from mlp.sweep.store import ResultStore
 from mlp.validate import check_config
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -73,6 +76,21 @@ def check_settings(settings) -> None:
             not isinstance(value, int) or isinstance(value, bool) or value < 1
         ):
             raise UserError(f"sweep.{key}={value!r} must be a whole number ≥ 1 or null")
+    if settings.get("job_files", "auto") not in JOB_FILES:
+        raise UserError(
+            f"sweep.job_files={settings.get('job_files')!r} is not allowed "
+            f"(allowed: {', '.join(JOB_FILES)})"
+        )
+    for key in ("store_flush_rows", "job_files_auto_max"):
+        value = settings.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"sweep.{key}={value!r} must be a whole number ≥ 1")
+    flush_s = settings.get("store_flush_s", 1)
+    if not isinstance(flush_s, (int, float)) or isinstance(flush_s, bool) or not flush_s > 0:
+        raise UserError(f"sweep.store_flush_s={flush_s!r} must be a number > 0")
+
+
+JOB_FILES = ("auto", "all", "failed", "none")
 
 
 def first_line(text: str, fallback: str = "") -> str:
@@ -150,11 +168,18 @@ class SweepRunner:
         remote_options(self.settings)  # bad keys: one line before Ray starts
         self.cwd = Path.cwd()
         self.sweep_dir = (self.cwd / str(master.hydra.sweep.dir)).resolve()
-        self.store = ResultStore((self.cwd / str(self.settings.store)).expanduser().resolve())
+        self.store = ResultStore(
+            (self.cwd / str(self.settings.store)).expanduser().resolve(),
+            flush_rows=int(self.settings.get("store_flush_rows", 500)),
+            flush_s=float(self.settings.get("store_flush_s", 5.0)),
+        )
+        self.stored: set[str] | None = None  # hashes with an ok result, loaded at the first launch
         self.composer = JobComposer(master, config_loader)
-        self.csv = ResultsCsv(self.sweep_dir / "results.csv")
+        self.table = SweepTable(self.sweep_dir)
+        self.fingerprints: dict[str, str | None] = {}
         self.swept_keys: list[str] = []
         self.failures: list[dict] = []
+        self.write_error: str | None = None
         self.counts = {"jobs": 0, "ran": 0, "cached": 0, "failed": 0}
         self.ray_info: dict | None = None
         self.first_task_started_at: float | None = None
@@ -162,10 +187,6 @@ class SweepRunner:
         self.stopped: str | None = None
         self._remote = None
         self._remote_bundle = None
-
-    @property
-    def rows(self) -> dict[int, dict]:
-        return self.csv.rows
 
     # ---- composing ------------------------------------------------------------------
     def prepare(self, num: int, overrides: list[str], stage: str | None) -> Job:
@@ -190,7 +211,11 @@ class SweepRunner:
             check_config(_AttrView(plain))
         except UserError as exc:
             raise UserError(f"{exc} (job {num}: {' '.join(overrides)})") from None
-        job = Job(num, list(overrides), plain, config_hash(plain), subdir, stage, composed=composed)
+        root = data.get("root")
+        if root is not None and root not in self.fingerprints:
+            self.fingerprints[root] = content_fingerprint(root)
+        key = config_hash(plain, self.fingerprints.get(root) if root is not None else None)
+        job = Job(num, list(overrides), plain, key, subdir, stage, composed=composed)
         job.swept = _swept_values(job.overrides, self.swept_keys)
         return job
 
@@ -206,33 +231,57 @@ class SweepRunner:
                 self.swept_keys.append(key)
 
     # ---- running --------------------------------------------------------------------
+    def job_files(self, total: int) -> str:
+        """What per-job folders this launch writes: all | failed | none (auto: all up to
+        sweep.job_files_auto_max jobs, else failed only)."""
+        mode = str(self.settings.get("job_files", "auto"))
+        if mode == "auto":
+            small = total <= int(self.settings.get("job_files_auto_max", 1000))
+            return "all" if small else "failed"
+        return mode
+
     def launch(
-        self, job_overrides, initial_job_idx: int, stage: str | None = None
+        self,
+        job_overrides,
+        initial_job_idx: int,
+        stage: str | None = None,
+        total: int | None = None,
+        swept_keys: list[str] | None = None,
+        want_returns: bool = True,
     ) -> list[JobReturn]:
-        """Run the jobs; JobReturns in job order. Jobs are composed as they are needed: while
-        Ray starts (on its own thread) the driver checks jobs ahead, so in a sweep that fits in
-        the start-up time a bad job still stops everything before any job starts."""
-        job_overrides = [list(ov) for ov in job_overrides]
-        self._note_swept(job_overrides)
+        """Run the jobs (a list, or any iterable with its length in total); JobReturns in job
+        order when want_returns, else []. Jobs are composed as they are needed: while Ray starts
+        (on its own thread) the driver checks jobs ahead, so in a sweep that fits in the
+        start-up time a bad job still stops everything before any job starts. Jobs whose
+        result is stored cost no file and no Ray task."""
+        if total is None:
+            job_overrides = [list(ov) for ov in job_overrides]
+            total = len(job_overrides)
+        if swept_keys is None:
+            self._note_swept(job_overrides)
+        else:
+            self.swept_keys += [k for k in swept_keys if k not in self.swept_keys]
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        force = bool(self.settings.force)
-        known = {} if force else scan_sweep_dir(self.sweep_dir)
-        progress = Progress(
-            len(job_overrides), bool(self.settings.progress), label=stage or "sweep"
-        )
+        if self.stored is None:
+            self.stored = set() if self.settings.force else self.store.index()
+        stored = self.stored
+        files = self.job_files(total)
+        progress = Progress(total, bool(self.settings.progress), label=stage or "sweep")
         returns: dict[int, JobReturn] = {}
-        self.counts["jobs"] += len(job_overrides)
+        cached_jobs: list[Job] = []  # kept only when their results or folders are wanted
+        self.counts["jobs"] += total
         upcoming = iter(enumerate(job_overrides))
         ready: deque[Job] = deque()
 
         def prepare_next() -> Job | None:
-            """The next job that must run (cached ones are recorded on the way)."""
+            """The next job that must run (stored ones are recorded on the way)."""
             for i, overrides in upcoming:
-                job = self.prepare(initial_job_idx + i, overrides, stage)
-                cached = None if force else (known.pop(job.key, None) or self.store.get(job.key))
-                if cached is None:
+                job = self.prepare(initial_job_idx + i, list(overrides), stage)
+                if job.key not in stored:
                     return job
-                returns[job.num] = self._record(job, cached, "cached")
+                self.table.add(job, "cached", folder=files == "all")
+                if want_returns or files == "all":
+                    cached_jobs.append(job)
                 self.counts["cached"] += 1
                 progress.done += 1
                 progress.cached += 1
@@ -245,9 +294,8 @@ class SweepRunner:
             first = next_job()
             if first is not None:
                 ready.append(first)
-                self.shipper.preload(
-                    [first.cfg]
-                )  # a missing or corrupt data file: error before any job
+                # a missing or corrupt data file: error before any job
+                self.shipper.preload([first.cfg])
             if first is not None and self.ray_info is None:
                 ray_session.start_early(self.settings.ray)
                 while not ray_session.early_ready():  # check ahead while Ray comes up
@@ -258,10 +306,33 @@ class SweepRunner:
                 self._ensure_ray()
             progress.show(force=True)
             if first is not None:
-                self._run(next_job, progress, returns)
+                self._run(next_job, progress, returns, files, want_returns)
         finally:
             progress.close()
-        return [returns[initial_job_idx + i] for i in range(len(job_overrides))]
+        if cached_jobs:
+            self._record_cached(cached_jobs, returns, files == "all")
+        if not want_returns:
+            return []
+        return [returns[initial_job_idx + i] for i in range(total)]
+
+    def dry_run(self, job_overrides, total: int) -> dict:
+        """Compose, hash and look up every job without starting Ray; the counts."""
+        stored = set() if self.settings.force else self.store.index()
+        counts = {"jobs": 0, "stored": 0, "to_run": 0}
+        for i, overrides in enumerate(job_overrides):
+            job = self.prepare(i, list(overrides), None)
+            counts["jobs"] += 1
+            counts["stored" if job.key in stored else "to_run"] += 1
+        return counts
+
+    def _record_cached(self, jobs: list[Job], returns: dict, folders: bool) -> None:
+        """Stored jobs' JobReturns (and folders, for small sweeps) from one read of the store."""
+        stored = self.store.results(job.key for job in jobs)
+        for job in jobs:
+            result = stored.get(job.key)
+            if result is None:  # removed from the store while the sweep ran
+                result = bundling.failed_result(job.cfg, "stored result vanished; run again")
+            returns[job.num] = self._job_return(job, dict(result), "cached", folders)
 
     def _ensure_ray(self) -> None:
         if self.ray_info is None:
@@ -280,7 +351,7 @@ class SweepRunner:
     def _slots(self) -> int:
         return max(1, int(ray_session.cluster_cpus() // float(self.settings.cpus_per_job)))
 
-    def _run(self, next_job, progress: Progress, returns: dict) -> None:
+    def _run(self, next_job, progress: Progress, returns: dict, files: str, want: bool) -> None:
         """Keep up to in_flight_limit() tasks running; record each as it returns."""
         import ray
 
@@ -308,10 +379,12 @@ class SweepRunner:
             progress.running = min(len(in_flight), slots)
             progress.show()
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            self._flush_due()
             for ref in done:
                 unit = in_flight.pop(ref)
-                for job, ret in zip(unit, self.receive(unit, ref), strict=False):
-                    returns[job.num] = ret
+                for job, ret in zip(unit, self.receive(unit, ref, files), strict=False):
+                    if want:
+                        returns[job.num] = ret
                     self._callback("on_job_end", job, job_return=ret)
                     job.composed = None
                     if ret.status == JobStatus.COMPLETED:
@@ -361,7 +434,7 @@ class SweepRunner:
             return single.remote(cfg, *data)
         return bundle.remote([job.cfg for job in unit], *data)
 
-    def receive(self, unit: list[Job], ref) -> list[JobReturn]:
+    def receive(self, unit: list[Job], ref, files: str = "all") -> list[JobReturn]:
         """Fetch one finished task's results (or say in one line why it has none) and record them."""
         import ray
         from ray.exceptions import RayError
@@ -385,7 +458,7 @@ class SweepRunner:
                     ]  # every job would fail the same way: launch no more
             self.counts["ran"] += 1
             self.counts["failed"] += status == "failed"
-            returns.append(self._record(job, result, status))
+            returns.append(self._record(job, result, status, files))
         return returns
 
     def _callback(self, event: str, job: Job, **kwargs) -> None:
@@ -397,28 +470,20 @@ class SweepRunner:
         HydraConfig.instance().set_config(job.composed)
         getattr(self.callbacks, event)(config=job.composed, **kwargs)
 
-    def _record(self, job: Job, result: dict, status: str) -> JobReturn:
-        """Write the job's files (result.json or failed.json, a results.csv row), build its JobReturn."""
+    def _record(self, job: Job, result: dict, status: str, files: str) -> JobReturn:
+        """Store a finished job's result (batched), note its row, write its folder if asked."""
         result = dict(result)
-        job_dir = self.sweep_dir / job.subdir
-        with self.composer.applied(job.num, job.overrides) as composed:  # .hydra/*.yaml, job.log
-            write_job_folder(job_dir, composed, result.pop("log", None))
-        result.update(
-            config_hash=job.key,
-            sweep_job={
-                "num": job.num,
-                "overrides": job.overrides,
-                "stage": job.stage,
-                "sweep_dir": str(self.sweep_dir),
-            },
-        )
-        if "task_started_at" in result and status != "cached":
+        if "task_started_at" in result:
             started = result["task_started_at"]
             self.first_task_started_at = min(started, self.first_task_started_at or started)
             self.task_wall_sum += result.get("task_wall_s", 0.0)
-        if status == "failed":
-            result["status"] = "failed"
-            write_json_atomic(job_dir / "failed.json", result)
+        info = {
+            "sweep": str(self.sweep_dir),
+            "job": job.num,
+            "stage": job.stage,
+            "overrides": job.overrides,
+        }
+        if status == "failed" and len(self.failures) < MAX_LISTED_FAILURES:
             what = [f"{k}={v}" for k, v in job.swept.items()] or job.overrides
             self.failures.append(
                 {
@@ -428,15 +493,40 @@ class SweepRunner:
                     "error": result.get("error", ""),
                 }
             )
-        else:
-            result["status"] = status
-            if status == "ok":
-                self.store.put(job.key, result)
-                (job_dir / "failed.json").unlink(missing_ok=True)
-            existing = job_dir / "result.json"
-            if not (status == "cached" and _same_hash(existing, job.key)):
-                write_json_atomic(existing, result)
-        self.csv.add(make_row(job, result, status), self.swept_keys)
+        if status == "ok" and self.stored is not None:
+            self.stored.add(job.key)
+        try:
+            self.store.add(job.key, result, status, info)
+        except UserError as exc:
+            self.write_error = str(exc)
+            raise
+        folder = files == "all" or (files == "failed" and status == "failed")
+        self.table.add(job, status, folder)
+        return self._job_return(job, result, status, folder)
+
+    def _job_return(self, job: Job, result: dict, status: str, folder: bool) -> JobReturn:
+        """The job's JobReturn for Hydra; writes its folder (result.json or failed.json, .hydra/,
+        job.log) when folder is true."""
+        job_dir = self.sweep_dir / job.subdir
+        log = result.pop("log", None)
+        result.update(
+            config_hash=job.key,
+            status=status,
+            sweep_job={
+                "num": job.num,
+                "overrides": job.overrides,
+                "stage": job.stage,
+                "sweep_dir": str(self.sweep_dir),
+            },
+        )
+        if folder:
+            with self.composer.applied(job.num, job.overrides) as composed:
+                write_job_folder(job_dir, composed, log)
+            name, other = "result.json", "failed.json"
+            if status == "failed":
+                name, other = other, name
+            write_json_atomic(job_dir / name, result)
+            (job_dir / other).unlink(missing_ok=True)
         ret = JobReturn(
             overrides=job.overrides,
             working_dir=str(job_dir),
@@ -446,18 +536,31 @@ class SweepRunner:
         if job.composed is not None:  # only callbacks read these; building them costs ms per job
             ret.cfg = OmegaConf.create(job.cfg)  # the resolved config the task ran
             ret.hydra_cfg = OmegaConf.create({"hydra": job.composed.hydra})
-        result.pop("traceback", None)  # on disk in failed.json; the driver keeps only the summary
+        result.pop("traceback", None)  # in the store; the driver keeps only the summary
         result.pop("config", None)
         ret.return_value = (
             JobFailed(result.get("error", "failed")) if status == "failed" else result
         )
         return ret
 
+    def _flush_due(self) -> None:
+        try:
+            self.store.maybe_flush()
+        except UserError as exc:
+            self.write_error = str(exc)
+            raise
+
     # ---- ending ---------------------------------------------------------------------
     def finish(self, extra: dict | None = None) -> int:
         """Summary (sweep.json + one line), failures listed, Ray shut down; returns the exit code."""
         finished_at = time.time()
-        self.csv.finish(self.swept_keys)
+        try:
+            if self.write_error is None:
+                self.store.flush()
+                self.table.finish(self.store, self.swept_keys)
+        except (UserError, OSError) as exc:
+            self.write_error = str(exc)
+            print(f"error: {self.write_error}", file=sys.stderr)
         info = self.ray_info or {}
         summary = {
             **self.counts,
@@ -485,6 +588,8 @@ class SweepRunner:
             "cluster_cpus": info.get("cluster_cpus"),
             "full_composes": self.composer.full_composes,
             "cpus_per_job": self.settings.cpus_per_job,
+            "store": str(self.store.root),
+            "store_parts_written": self.store.parts_written,
             "stopped": self.stopped,
             "failures": self.failures,
             **(extra or {}),
@@ -492,7 +597,12 @@ class SweepRunner:
         t0 = time.perf_counter()
         ray_session.disconnect()
         summary["ray_shutdown_s"] = time.perf_counter() - t0
-        write_json_atomic(self.sweep_dir / "sweep.json", summary)
+        try:
+            write_json_atomic(self.sweep_dir / "sweep.json", summary)
+        except OSError as exc:
+            where = self.sweep_dir / "sweep.json"
+            print(f"error: cannot write {where}: {exc.strerror}", file=sys.stderr)
+            return 1
         print(
             f"{self.counts['jobs']} jobs: {self.counts['ran'] - self.counts['failed']} ran, "
             f"{self.counts['cached']} cached (already stored), {self.counts['failed']} failed "
@@ -501,19 +611,20 @@ class SweepRunner:
         )
         if self.failures and self.stopped is None:
             shown = self.failures[:SHOWN_FAILURES]
-            print(f"error: {len(self.failures)} job(s) failed:", file=sys.stderr)
+            print(f"error: {self.counts['failed']} job(s) failed:", file=sys.stderr)
             for f in shown:
                 print(f"  job {f['job']} ({' '.join(f['swept'])}): {f['error']}", file=sys.stderr)
-            if len(self.failures) > len(shown):
+            if self.counts["failed"] > len(shown):
                 print(
-                    f"  ... and {len(self.failures) - len(shown)} more (results.csv, */failed.json)",
+                    f"  ... and {self.counts['failed'] - len(shown)} more (results.csv)",
                     file=sys.stderr,
                 )
             return 1
-        return 1 if self.stopped else 0
+        return 1 if self.stopped or self.write_error else 0
 
 
 SHOWN_FAILURES = 10
+MAX_LISTED_FAILURES = 100  # sweep.json lists this many failures at most (all are in the tables)
 
 
 def terminate_as_interrupt() -> None:

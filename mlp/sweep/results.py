@@ -1,49 +1,30 @@
-"""One row per job in results.csv: appended as each job finishes (an interrupted sweep keeps
-every finished row), rewritten sorted by job number once at the end."""
+"""The sweep's own table: one row per job, `results.csv` for people and `results.parquet` (the
+same rows plus each result's config, history and the rest) for tools and the report.
+
+While the sweep runs the driver keeps only a short record per job (number, hash, status, swept
+values), spilled to a hidden Parquet file every SPILL_ROWS jobs so memory stays flat; the
+tables are built once at the end by joining those records with the result store, so a job
+that was already stored costs the sweep no file of its own.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 from pathlib import Path
-from typing import TextIO
 
-from mlp.cli import write_atomic
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-METRICS = (
-    "val_acc",
-    "test_acc",
-    "train_acc",
-    "final_train_loss",
-    "final_val_loss",
-    "final_train_cost",
-    "final_val_cost",
-)
+from mlp.atomic import write_atomic
+from mlp.result_schema import METRICS
+from mlp.sweep.store import BODY, ResultStore, write_part
+
 TAIL = ("train_s", "wall_s", "host", "status", "error", "config_hash", "synthetic", "dir")
-
-
-def make_row(job, result: dict, status: str) -> dict:
-    """Flatten a job (its swept values) and its result into one CSV row."""
-    row = {"job": job.num, "stage": job.stage or ""}
-    row.update(job.swept)
-    row.update(
-        experiment=result.get("experiment", job.cfg.get("name")),
-        seed=result.get("seed", job.cfg.get("seed")),
-        **{"lambda": result.get("lambda", job.cfg.get("lambda"))},
-    )
-    for key in METRICS:
-        row[key] = result.get(key, "")
-    row.update(
-        train_s=result.get("train_s", ""),
-        wall_s=result.get("task_wall_s", ""),
-        host=result.get("host", ""),
-        status=status,
-        error=result.get("error", ""),
-        config_hash=job.key,
-        synthetic=result.get("synthetic", ""),
-        dir=job.subdir,
-    )
-    return row
+FROM_STORE: tuple[str, ...] = ("experiment", "seed", "lambda", *METRICS, "train_s", "wall_s")
+FROM_STORE += ("host", "error", "synthetic", "data_source")
+SPILL_ROWS = 50_000
+_SPILL_GLOB = ".jobs-*.parquet"
 
 
 def columns(swept_keys: list[str]) -> list[str]:
@@ -52,55 +33,71 @@ def columns(swept_keys: list[str]) -> list[str]:
     return head + ["experiment", "seed", "lambda", *METRICS, *TAIL]
 
 
-def _csv_text(rows, cols: list[str], header: bool) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    if header:
-        writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+class SweepTable:
+    """Per-job records of one sweep (launch() may add several stages); finish() writes the tables."""
 
+    def __init__(self, sweep_dir: Path):
+        self.dir = Path(sweep_dir)
+        self.records: list[dict] = []
+        self.spilled: list[Path] = []
+        self.count = 0
+        self._cleared = False
 
-def write_csv_atomic(path: Path, rows: list[dict], swept_keys: list[str]) -> None:
-    """The whole table sorted by job number, written atomically."""
-    rows = sorted(rows, key=lambda r: r["job"])
-    write_atomic(path, _csv_text(rows, columns(swept_keys), header=True))
+    def add(self, job, status: str, folder: bool) -> None:
+        """Record one job: ok | failed | cached, and whether its folder was written."""
+        if not self._cleared:  # a killed earlier run into the same folder left its records
+            for stale in self.dir.glob(_SPILL_GLOB):
+                stale.unlink(missing_ok=True)
+            self._cleared = True
+        self.records.append(
+            {
+                "job": job.num,
+                "stage": job.stage or "",
+                "config_hash": job.key,
+                "status": status,
+                "dir": job.subdir if folder else "",
+                "overrides": json.dumps(job.overrides),
+                "swept": json.dumps(job.swept),
+            }
+        )
+        self.count += 1
+        if len(self.records) >= SPILL_ROWS:
+            path = self.dir / f".jobs-{len(self.spilled):05d}.parquet"
+            write_part(path, pa.Table.from_pylist(self.records))
+            self.spilled.append(path)
+            self.records = []
 
+    def frame(self, store: ResultStore, swept_keys: list[str]) -> pd.DataFrame:
+        """Every job's row: its record joined with its result in the store (this sweep's own
+        row first, else the stored ok row)."""
+        parts = [pq.read_table(p).to_pandas() for p in self.spilled]
+        jobs = pd.concat([*parts, pd.DataFrame(self.records)], ignore_index=True)
+        if jobs.empty:
+            return pd.DataFrame(columns=[*columns(swept_keys), "overrides", *BODY])
+        jobs = jobs.drop_duplicates("job", keep="last").sort_values("job", ignore_index=True)
+        swept = pd.DataFrame([json.loads(s) for s in jobs.pop("swept")], index=jobs.index)
+        for key in swept_keys:
+            jobs[key] = swept[key] if key in swept else ""
+        stored = store.get_many(
+            set(jobs["config_hash"]), [*FROM_STORE, "sweep", *BODY], prefer_sweep=str(self.dir)
+        )
+        body = pd.DataFrame.from_records(
+            list(stored.values()), columns=["config_hash", *FROM_STORE, *BODY]
+        )
+        table = jobs.merge(body, on="config_hash", how="left", suffixes=("_swept", ""))
+        for key in ("experiment", "seed", "lambda"):  # swept and stored: the stored value wins
+            if f"{key}_swept" in table:
+                table[key] = table[key].where(table[key].notna(), table.pop(f"{key}_swept"))
+        return table[[*columns(swept_keys), "overrides", *BODY]]
 
-class ResultsCsv:
-    """results.csv of one sweep: O(1) per finished job (one appended line, flushed).
-
-    The header is written when the first row arrives; when a later stage sweeps a new key the
-    file is rewritten once with the wider header. finish() sorts it by job number."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.rows: dict[int, dict] = {}
-        self.cols: list[str] | None = None
-        self.file: TextIO | None = None
-
-    def add(self, row: dict, swept_keys: list[str]) -> None:
-        self.rows[row["job"]] = row
-        cols = columns(swept_keys)
-        if cols != self.cols or self.file is None:
-            self.cols = cols
-            self._rewrite(cols)
-        else:
-            self.file.write(_csv_text([row], cols, header=False))
-            self.file.flush()
-
-    def _rewrite(self, cols: list[str]) -> None:
-        self.close()
-        write_atomic(self.path, _csv_text(list(self.rows.values()), cols, header=True))
-        self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (open for the sweep)
-
-    def finish(self, swept_keys: list[str]) -> None:
-        """Sorted by job number, atomically (the appended file is in finishing order)."""
-        self.close()
-        if self.rows:
-            write_csv_atomic(self.path, list(self.rows.values()), swept_keys)
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+    def finish(self, store: ResultStore, swept_keys: list[str]) -> int:
+        """Write results.parquet and results.csv (sorted by job number); returns the row count."""
+        if self.count == 0:
+            return 0
+        table = self.frame(store, swept_keys)
+        write_part(self.dir / "results.parquet", pa.Table.from_pandas(table, preserve_index=False))
+        flat = table[columns(swept_keys)]
+        write_atomic(self.dir / "results.csv", flat.to_csv(index=False, lineterminator="\n"))
+        for path in self.spilled:
+            path.unlink(missing_ok=True)
+        return len(table)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from mlp.cli import write_json_atomic
+from mlp.atomic import write_json_atomic
 from mlp.errors import UserError
 from mlp.tracking.jobs import FinishedJob, read_finished_job
 

@@ -11,7 +11,7 @@ from typing import cast
 
 from omegaconf import OmegaConf
 
-from mlp.sweep.results import METRICS
+from mlp.result_schema import METRICS
 
 FINAL_METRICS = (
     *METRICS,
