@@ -20,6 +20,7 @@ from mlp.errors import UserError
 from mlp.experiment import run_experiment
 from mlp.sweep import bundling
 from mlp.sweep.bundle_task import mlp_sweep_bundle
+from mlp.sweep.store import ResultStore
 from mlp.validate import check_config
 
 BASE = [
@@ -150,7 +151,7 @@ def test_bundled_sweep_records_each_job_and_resumes(tmp_path):
     assert_same_run(saved[1e-3], run_experiment(cfgs_for([1e-3])[0]), RTOL["float64"])
     # one job's result lost: the same command in the same folder trains only that job
     lost = saved[1e-3]
-    (tmp_path / "store" / f"{lost['config_hash']}.json").unlink()
+    assert ResultStore(tmp_path / "store").forget([lost["config_hash"]]) == 1
     (tmp_path / "sw" / str(lost["sweep_job"]["num"]) / "result.json").unlink()
     again = run_sweep(tmp_path, *SWEEP)
     assert again.returncode == 0, again.stderr

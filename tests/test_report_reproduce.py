@@ -14,6 +14,7 @@ import pytest
 
 from mlp.errors import UserError
 from mlp.report.pipeline import make_plan
+from mlp.sweep.store import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = [
@@ -77,7 +78,7 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path):
     # "Interrupted": one final job's result is gone (sweep folder and store); the re-run redoes only it.
     lost = json.loads((runs / "final" / "1" / "result.json").read_text())
     (runs / "final" / "1" / "result.json").unlink()
-    (runs / "store" / f"{lost['config_hash']}.json").unlink()
+    assert ResultStore(runs / "store").forget([lost["config_hash"]]) == 1
     before = pd.read_csv(report / "tables" / "final.csv")
     proc = reproduce(tmp_path, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,5 +1,5 @@
 """Bad sweep input stops with one line before any job starts (no Ray needed), and the
-pieces resume and the λ search rest on: the config hash, the store, the fine-stage draw."""
+pieces the λ search rests on: its settings, the fine-stage draw, the progress line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from sweep_support import SMALL, ray_processes, run_sweep, wait_gone
 from mlp.errors import UserError
 from mlp.sweep.progress import Progress
 from mlp.sweep.search import check_search, fine_lambdas
-from mlp.sweep.store import ResultStore, config_hash
 
 
 @pytest.mark.slow
@@ -53,55 +52,6 @@ def test_bad_input_is_one_line_before_any_job(tmp_path, args, message):
     assert not (tmp_path / "sw" / "results.csv").exists() and not (tmp_path / "store").exists()
     # Ray may have been started early (while the jobs were checked): nothing of it is left running
     assert not wait_gone(ray_processes(tmp_path) - before)
-
-
-def _cfg(**over):
-    cfg = {
-        "name": "x",
-        "seed": 0,
-        "lambda": 0.01,
-        "train": {"n_s": 10, "blas_threads": 1},
-        "data": {"name": "synthetic", "cache_dir": "/a"},
-        "sweep": {"force": False},
-    }
-    for k, v in over.items():
-        node = cfg
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return cfg
-
-
-def test_config_hash_keys_what_a_job_computes():
-    base = config_hash(_cfg())
-    assert (
-        config_hash(_cfg(**{"train.blas_threads": 2, "data.cache_dir": "/b", "sweep.force": True}))
-        == base
-    )
-    assert config_hash(_cfg(**{"lambda": 0.02})) != base
-    assert config_hash(_cfg(**{"train.n_s": 11})) != base
-    assert config_hash(_cfg(**{"lambda": 1})) == config_hash(_cfg(**{"lambda": 1.0}))
-
-
-def test_config_hash_changes_with_the_numerics_version(monkeypatch):
-    """A stored result of older arithmetic is not served for a run of this code."""
-    import mlp.sweep.store as store
-
-    base = config_hash(_cfg())
-    monkeypatch.setattr(store, "NUMERICS_VERSION", store.NUMERICS_VERSION + 1)
-    assert config_hash(_cfg()) != base
-
-
-def test_store_round_trip_and_ignores_mismatched_entries(tmp_path):
-    store = ResultStore(tmp_path)
-    assert store.get("abc") is None
-    store.put("abc", {"config_hash": "abc", "val_acc": 0.5})
-    assert store.get("abc")["val_acc"] == 0.5
-    (tmp_path / "def.json").write_text('{"config_hash": "other"}')
-    assert store.get("def") is None
-    (tmp_path / "bad.json").write_text("{half")
-    assert store.get("bad") is None
 
 
 def test_fine_lambdas_are_seeded_and_inside_the_interval():

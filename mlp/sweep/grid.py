@@ -24,7 +24,7 @@ class _Values(Sequence[str]):
     def __len__(self) -> int:
         return len(self.values)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         return f"{self.key}={self.values[i]}"
 
 

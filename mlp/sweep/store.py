@@ -264,16 +264,15 @@ class ResultStore:
         """Merge the small parts into one when there are more than MAX_PARTS (or force). Under a
         lock; the merged part is written before the parts it replaces are removed, so a crash
         leaves duplicates (read as one) and never loses a row."""
-        small = [p for p in self.parts() if p.stat().st_size < SMALL_PART_BYTES]
+        small = self._small_parts()
         if len(small) < 2 or (len(small) <= MAX_PARTS and not force):
             return False
         try:
             with FileLock(str(self.root / ".compact.lock"), timeout=0):
-                small = [p for p in self.parts() if p.stat().st_size < SMALL_PART_BYTES]
-                try:
-                    table = pa.concat_tables([pq.read_table(p).cast(SCHEMA) for p in small])
-                except FileNotFoundError:  # another process compacted first
+                small = self._small_parts()  # parts vanish only under this lock
+                if len(small) < 2:
                     return False
+                table = pa.concat_tables([pq.read_table(p).cast(SCHEMA) for p in small])
                 write_part(_unique(self.root, "part"), winners(table))
                 for p in small:
                     p.unlink(missing_ok=True)
@@ -281,6 +280,34 @@ class ResultStore:
                 return True
         except Timeout:  # another driver is compacting
             return False
+
+    def forget(self, keys: Iterable[str]) -> int:
+        """Remove every row of these config hashes (their jobs run again); returns rows removed.
+        Each part holding one is rewritten without it, under the compaction lock."""
+        keys = list(keys)
+        removed = 0
+        with FileLock(str(self.root / ".compact.lock")):
+            for part in self.parts():
+                table = pq.read_table(part).cast(SCHEMA)
+                hit = pc.is_in(table["config_hash"], pa.array(keys, pa.string()))
+                n = pc.sum(hit).as_py() or 0
+                if n:
+                    kept = table.filter(pc.invert(hit))
+                    if kept.num_rows:
+                        write_part(_unique(self.root, "part"), kept)
+                    part.unlink()
+                    removed += n
+        return removed
+
+    def _small_parts(self) -> list[Path]:
+        small = []
+        for p in self.parts():
+            try:
+                if p.stat().st_size < SMALL_PART_BYTES:
+                    small.append(p)
+            except FileNotFoundError:  # compacted away by another driver meanwhile
+                continue
+        return small
 
     def migrate_json(self) -> int:
         """Move results of the JSON store (`<hash>.json`, one per result) into a Parquet part,
