@@ -1,4 +1,6 @@
-"""Find every result.json (and λ-search summary) under some folders, check it, and tabulate it.
+"""Find every result under some folders, check it, and tabulate it: each sweep's
+results.parquet (one row per job), and result.json files outside sweeps (mlp-train runs), with
+the λ-search and reproduction summaries.
 
 The report must be a pure function of these files, so everything here is sorted by path and
 nothing depends on time, the environment or the order the file system lists things in.
@@ -17,9 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from mlp.result_schema import is_placement_key
+from mlp.sweep.store import to_result
 from mlp.version import RESULT_VERSION
 
 RESULT_NAME = "result.json"
+TABLE_NAME = "results.parquet"
 SEARCH_NAME = "lambda_search.json"
 REPRODUCE_NAME = "reproduce.json"
 REQUIRED = ("experiment", "seed", "lambda", "data_source", "synthetic", "config")
@@ -189,15 +193,40 @@ def _display(path: Path, base: Path | None) -> str:
     return Path(os.path.relpath(path.resolve(), (base or Path.cwd()).resolve())).as_posix()
 
 
+def _table_results(path: Path, shown: str) -> list[tuple[str, dict | None, str | None]]:
+    """A sweep table's finished jobs as (path#job, result, problem)."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:
+        return [(shown, None, f"unreadable table ({exc.__class__.__name__})")]
+    if "result" not in table.column_names or "status" not in table.column_names:
+        return [(shown, None, "not a sweep table (no 'result' column)")]
+    out: list[tuple[str, dict | None, str | None]] = []
+    for row in table.to_pylist():
+        if row["status"] in ("ok", "cached") and row.get("result"):
+            out.append((f"{shown}#{row['job']}", to_result(row), None))
+    return out
+
+
 def gather(roots: list[Path], exclude: Sequence[Path] = (), base: Path | None = None) -> Gathered:
     """Read every result below roots; unusable files become (path, reason) problems, never errors."""
     results: dict[str, dict] = {}
     rows: list[dict] = []
     problems: list[tuple[str, str]] = []
+    tables = _files(roots, TABLE_NAME, list(exclude))
+    swept = {t.parent.resolve() for t in tables}
+    found: list[tuple[str, dict | None, str | None]] = []
+    for table in tables:
+        found += _table_results(table, _display(table, base))
     for path in _files(roots, RESULT_NAME, list(exclude)):
-        shown = _display(path, base)
+        if path.parent.parent.resolve() in swept:  # a sweep's job folder: its table has the job
+            continue
         obj, err = _load(path)
-        err = err or _check(obj, path)
+        found.append((_display(path, base), obj, err))
+    for shown, obj, err in found:
+        err = err or _check(obj, Path(shown))
         if err or obj is None:
             problems.append((shown, err or "empty"))
             continue
