@@ -63,12 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--archive", type=Path, default=ARCHIVE, help="image-folder archive for the decode figures"
     )
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
-    ap.add_argument(
-        "--scale-sizes", default=None, help="sweep-scale: job counts (default 200,1000,5000)"
-    )
-    ap.add_argument(
-        "--old", default="22373a0", help="sweep-scale: commit of the driver to compare with"
-    )
+    ap.add_argument("--scale-sizes", default=None, help="sweep-scale: job counts (default 10000)")
     ap.add_argument("--tag", default="", help="file name suffix: <date>-<tag>.csv|md")
     ap.add_argument("--out", type=Path, default=Path("outputs/benchmarks"))
     args = ap.parse_args(argv)

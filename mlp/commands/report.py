@@ -1,8 +1,8 @@
 """Regenerate the study's report from results: `mlp-report [DIR ...] [--out DIR]`.
 
 Reads every sweep's results.parquet, every result.json outside sweeps and the λ-search summaries
-below the given folders (default: outputs/) and writes REPORT.md, tables/ (CSV + Markdown) and figures/ (PNG) into --out (default
-outputs/report/). It never trains; unusable result files are listed and skipped.
+below the given folders (default: outputs/) and writes REPORT.md, tables/ (CSV + Markdown)
+and figures/ (PNG) into --out (default outputs/report/). It never trains; unusable result files are listed and skipped.
 """
 
 from __future__ import annotations

@@ -220,7 +220,7 @@ def start_early_if_useful(master) -> bool:
             return False
         settings = master.sweep
         sweep_dir = Path.cwd() / str(master.hydra.sweep.dir)
-        if not settings.force and (sweep_dir / "results.csv").exists():
+        if settings.get("dry_run") or (not settings.force and (sweep_dir / "results.csv").exists()):
             return False
         from mlp.sweep.data_ship import size_object_store
 
