@@ -273,7 +273,10 @@ class ResultStore:
                 if len(small) < 2:
                     return False
                 table = pa.concat_tables([pq.read_table(p).cast(SCHEMA) for p in small])
-                write_part(_unique(self.root, "part"), winners(table))
+                try:
+                    write_part(_unique(self.root, "part"), winners(table))
+                except OSError:  # no room to merge (a full disk): the parts stay as they are
+                    return False
                 for p in small:
                     p.unlink(missing_ok=True)
                 fsync_dir(self.root)
