@@ -37,6 +37,9 @@ def _command(tmp: Path) -> list[str]:
         f"seed=range(0,{N_JOBS})",
         "sweep.ray.num_cpus=2",
         "sweep.progress=false",
+        # every result reaches the store at once: a SIGKILL then loses no finished job (with the
+        # default batches it loses those since the last flush: tests/test_store.py)
+        "sweep.store_flush_rows=1",
         f"hydra.sweep.dir={tmp / 'sw'}",
         f"sweep.store={tmp / 'store'}",
     ]
