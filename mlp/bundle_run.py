@@ -15,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 from mlp.bundle import train_bundle
+from mlp.bundle_key import bundle_key
 from mlp.data import build_dataset, load_raw
 from mlp.experiment import draw_lambda, initial_params, result_header, run_experiment, train_result
-from mlp.sweep.bundling import bundle_key
 from mlp.validate import check_config, check_data_fits
 
 

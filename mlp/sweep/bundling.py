@@ -12,17 +12,14 @@ Imports nothing numerical: the driver uses it before the numerics are loaded.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import json
 import math
 from typing import Any
 
+from mlp.bundle_key import bundle_key
 from mlp.errors import UserError
 
 MODES = ("auto", "off")
-# Keys that may differ between the jobs of one bundle: λ, and where/how a job runs.
-FREE_KEYS = ("lambda",)
 
 
 def check_settings(settings) -> None:
@@ -38,16 +35,6 @@ def check_settings(settings) -> None:
         raise UserError(f"sweep.bundle_max={k_max!r} must be a whole number ≥ 1")
     if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not gain >= 0:
         raise UserError(f"sweep.bundle_gain={gain!r} must be a number ≥ 0")
-
-
-def bundle_key(cfg: dict) -> str | None:
-    """Jobs with equal keys can share a bundle; None: this job trains alone (not a training
-    job, or λ drawn from the seed)."""
-    if cfg.get("kind") != "train" or cfg.get("lambda") is None:
-        return None
-    rest = {k: v for k, v in cfg.items() if k not in FREE_KEYS}
-    blob = json.dumps(rest, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def bundle_cost(k: int, gain: float) -> float:
