@@ -37,36 +37,35 @@ def cfg(*overrides: str) -> dict:
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """A private Ray instance with 2 CPUs, in this process: loopback only and token auth when
-    this process has not imported Ray yet (ray_session's settings, read at import); the
-    environment is put back afterwards so later tests' subprocesses do not inherit the token."""
-    keys = (ray_session.SINGLE_NODE, ray_session.AUTH_MODE, ray_session.AUTH_TOKEN)
-    saved = {k: os.environ.get(k) for k in keys}
+    """A Ray instance with 2 CPUs in this process, on loopback when this process has not imported
+    Ray yet (Ray reads ray_session.SINGLE_NODE when imported; the environment is put back after,
+    so later tests' subprocesses do not inherit it). No token auth here: Ray caches that mode at
+    import, and the suite's later in-process instances and cluster joins must not inherit it."""
+    saved = os.environ.get(ray_session.SINGLE_NODE)
     if "ray" not in sys.modules:
-        ray_session._private_instance_env()
+        os.environ[ray_session.SINGLE_NODE] = "0"
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,
-        object_store_memory=200 * 2**20,
-        runtime_env={  # test (c)'s faults: tests/chunk_faults.py, inert unless a task asks
-            "env_vars": {"PYTHONPATH": str(TESTS)},
-            "worker_process_setup_hook": "chunk_faults.install",
-        },
-    )
     try:
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            object_store_memory=200 * 2**20,
+            runtime_env={  # test (c)'s faults: tests/chunk_faults.py, inert unless a task asks
+                "env_vars": {"PYTHONPATH": str(TESTS)},
+                "worker_process_setup_hook": "chunk_faults.install",
+            },
+        )
         yield ray
     finally:
         ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        if saved is None:
+            os.environ.pop(ray_session.SINGLE_NODE, None)
+        else:
+            os.environ[ray_session.SINGLE_NODE] = saved
 
 
 def submitter(remote, shipper: DataShipper):
@@ -99,6 +98,7 @@ def faulty(tmp: Path, kill: str) -> dict:
 
 # ---- (a) order and streaming ------------------------------------------------------------------
 @pytest.mark.ray
+@pytest.mark.slow  # the instance's first worker starts here
 def test_chunk_streams_each_units_results_in_order(ray_local):
     ray = ray_local
     ship = DataShipper("object_store")
@@ -106,7 +106,7 @@ def test_chunk_streams_each_units_results_in_order(ray_local):
     units = [
         [cfg("seed=0")],
         [cfg("seed=1", "lambda=1e-3"), cfg("seed=1", "lambda=1e-1")],
-        *[[cfg(f"seed={s}", "train.n_s=20")] for s in (2, 3, 4)],
+        *[[cfg(f"seed={s}", "train.n_s=5")] for s in (2, 3, 4)],
     ]
     remote = chunking.chunk_remote(OPTIONS)
     _, data = ship.task_args(units[0][0])

@@ -18,6 +18,7 @@ A warm-up fan-out starts the workers first; rounds alternate the modes' order.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -156,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
     finally:
         ray_session.disconnect()
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"\n{args.jobs} tiny jobs, {args.cpus} CPUs (Ray start {info['start_s']:.1f} s); "
-        f"median over {args.rounds} round(s):"
+        f"\n{args.jobs} tiny jobs, {args.cpus} CPUs (Ray start {info['start_s']:.1f} s, load "
+        f"average {load} at the end); median over {args.rounds} round(s):"
     )
     print(
         f"{'mode':10s}  {'wall s':>7s}  {'Σ task s':>8s}  {'tasks':>5s}  {'overhead ms/job':>15s}"
