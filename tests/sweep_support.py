@@ -225,7 +225,7 @@ def _ppid(pid: int) -> int:
         return 0
 
 
-def task_pids(ancestor: int, name: str = "ray::mlp_sweep_job") -> list[int]:
+def task_pids(ancestor: int, name: str = "ray::mlp_sweep_chunk") -> list[int]:
     """Workers running a sweep job (Ray titles them ray::<task>) under the given process only,
     so a test never touches another Ray instance on the machine."""
     pids = []

@@ -114,7 +114,7 @@ def test_private_instance_listens_on_loopback_only_and_wants_its_own_token(tmp_p
         sockets = _listening(procs)
         names = {name for _, _, name in sockets}
         # the GCS, the raylet, the agents, the running jobs' workers and the driver all listen...
-        assert {"gcs_server", "raylet", "ray::mlp_sweep_job", "python"} <= names, sockets
+        assert {"gcs_server", "raylet", "ray::mlp_sweep_chunk", "python"} <= names, sockets
         assert any("Agent" in n for n in names), sockets
         # ...and every one of them on loopback only
         assert [s for s in sockets if not _loopback(s[0])] == []

@@ -29,9 +29,9 @@ from mlp.cli import compose_error
 from mlp.data.fingerprint import content_fingerprint
 from mlp.errors import UserError
 from mlp.result_schema import config_hash
-from mlp.sweep import bundling, ray_session
+from mlp.sweep import bundling, chunking, ray_session
 from mlp.sweep.compose import JobComposer
-from mlp.sweep.data_ship import DataShipper, size_object_store
+from mlp.sweep.data_ship import DataShipper, data_key, size_object_store
 from mlp.sweep.job_folder import write_job_folder
 from mlp.sweep.progress import Progress
 from mlp.sweep.ray_options import remote_options
@@ -163,6 +163,7 @@ class SweepRunner:
         self.settings = master.sweep
         check_settings(self.settings)
         bundling.check_settings(self.settings)
+        chunking.check_settings(self.settings)
         size_object_store(master)
         self.shipper = DataShipper(self.settings.data)
         remote_options(self.settings)  # bad keys: one line before Ray starts
@@ -186,7 +187,6 @@ class SweepRunner:
         self.task_wall_sum = 0.0
         self.stopped: str | None = None
         self._remote = None
-        self._remote_bundle = None
 
     # ---- composing ------------------------------------------------------------------
     def prepare(self, num: int, overrides: list[str], stage: str | None) -> Job:
@@ -306,7 +306,7 @@ class SweepRunner:
                 self._ensure_ray()
             progress.show(force=True)
             if first is not None:
-                self._run(next_job, progress, returns, files, want_returns)
+                self._run(next_job, progress, returns, files, want_returns, total)
         finally:
             progress.close()
         if cached_jobs:
@@ -351,38 +351,48 @@ class SweepRunner:
     def _slots(self) -> int:
         return max(1, int(ray_session.cluster_cpus() // float(self.settings.cpus_per_job)))
 
-    def _run(self, next_job, progress: Progress, returns: dict, files: str, want: bool) -> None:
-        """Keep up to in_flight_limit() tasks running; record each as it returns."""
-        import ray
-
+    def _run(
+        self, next_job, progress: Progress, returns: dict, files: str, want: bool, total: int
+    ) -> None:
+        """Keep up to in_flight_limit() chunk tasks running (mlp.sweep.chunking); record each
+        unit's results as they come back."""
         limit, slots = self.in_flight_limit(), self._slots()
         max_failures = self.settings.get("max_failures")
-        in_flight: dict = {}
         units = bundling.unit_stream(next_job, lambda job: job.cfg, self.settings, slots)
-        more = True
+        queue = chunking.UnitQueue(  # a chunk's units share its one data argument
+            units, key=lambda unit: data_key(unit[0].cfg["data"]), total_jobs=total
+        )
+        flight = chunking.ChunkFlight(
+            queue, int(self.settings.max_retries), job_key=lambda job: job.num
+        )
+        sizer = chunking.ChunkSizer.from_settings(self.settings, slots)
+        started: set[int] = set()  # on_job_start once per job, not again when it is resubmitted
         error: UserError | None = None
         while True:
-            while more and error is None and self.stopped is None and len(in_flight) < limit:
+            while error is None and self.stopped is None and len(flight) < limit:
                 try:
-                    unit = next(units, None)
-                    if unit is None:
-                        more = False
-                        break
-                    for job in unit:
-                        self._callback("on_job_start", job, task_function=self.task_function)
-                    in_flight[self.submit(unit)] = unit
+                    chunk = queue.take(sizer.next_size(queue.remaining()))
                 except UserError as exc:  # a bad job later in a large sweep: stop launching
                     error = exc
                     break
-            if not in_flight:
+                if not chunk:
+                    break
+                for job in (job for unit in chunk for job in unit if job.num not in started):
+                    started.add(job.num)
+                    self._callback("on_job_start", job, task_function=self.task_function)
+                flight.add(chunk, self.submit(chunk))
+            if not len(flight):
                 break
-            progress.running = min(len(in_flight), slots)
+            progress.running = min(len(flight), slots)
             progress.show()
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            arrivals = flight.wait(timeout=1.0)
             self._flush_due()
-            for ref in done:
-                unit = in_flight.pop(ref)
-                for job, ret in zip(unit, self.receive(unit, ref, files), strict=False):
+            for arrived in arrivals:
+                if arrived.results is not None:
+                    sizer.observe_results(arrived.results)
+                unit = arrived.unit
+                received = self.receive(unit, arrived.results, arrived.error, files)
+                for job, ret in zip(unit, received, strict=False):
                     if want:
                         returns[job.num] = ret
                     self._callback("on_job_end", job, job_return=ret)
@@ -408,45 +418,39 @@ class SweepRunner:
 
     # ---- one unit of work: one job, or a bundle of jobs that differ only in λ (mlp.sweep.bundling)
     def remote_functions(self):
-        """The Ray remote functions (one job / one bundle), built once per sweep."""
+        """The Ray remote function (a chunk of units, mlp.sweep.chunk_task), built once per sweep."""
         if self._remote is None:
-            import ray
-
-            from mlp.sweep.bundle_task import mlp_sweep_bundle
-            from mlp.sweep.task import mlp_sweep_job
-
-            options = dict(
-                num_cpus=float(self.settings.cpus_per_job),
-                max_retries=int(self.settings.max_retries),
-                retry_exceptions=False,
-                **remote_options(self.settings),
+            self._remote = chunking.chunk_remote(
+                dict(
+                    num_cpus=float(self.settings.cpus_per_job),
+                    retry_exceptions=False,
+                    **remote_options(self.settings),
+                )
             )
-            self._remote = ray.remote(mlp_sweep_job).options(**options)
-            self._remote_bundle = ray.remote(mlp_sweep_bundle).options(**options)
-        return self._remote, self._remote_bundle
+        return self._remote
 
-    def submit(self, unit: list[Job]):
-        """Submit one unit as one Ray task (with its data's object-store reference unless
-        sweep.data=path); returns its ObjectRef. The only place a task is submitted."""
-        single, bundle = self.remote_functions()
-        cfg, *data = self.shipper.task_args(unit[0].cfg)
-        if len(unit) == 1:
-            return single.remote(cfg, *data)
-        return bundle.remote([job.cfg for job in unit], *data)
+    def submit(self, units: list[list[Job]]):
+        """Submit units that share one data config as one chunk task (with their data's
+        object-store reference unless sweep.data=path); returns its ObjectRefGenerator. The only
+        place a task is submitted."""
+        cfg, *data = self.shipper.task_args(units[0][0].cfg)
+        return self.remote_functions().remote([[job.cfg for job in unit] for unit in units], *data)
 
-    def receive(self, unit: list[Job], ref, files: str = "all") -> list[JobReturn]:
-        """Fetch one finished task's results (or say in one line why it has none) and record them."""
-        import ray
-        from ray.exceptions import RayError
-
-        try:
-            value = ray.get(ref)
-            results = value if len(unit) > 1 else [value]
-        except RayError as exc:  # the task raised inside Ray, or its worker died for good
-            results = [bundling.failed_result(job.cfg, describe_ray_error(exc)) for job in unit]
+    def receive(
+        self,
+        unit: list[Job],
+        results: list[dict] | None,
+        error: BaseException | None = None,
+        files: str = "all",
+    ) -> list[JobReturn]:
+        """Record one unit's results as they came back (or, with none, say in one line why:
+        error, the RayError that ended the unit for good)."""
+        if results is None:  # the task raised inside Ray, or its worker died for good
+            why = describe_ray_error(error) if error is not None else "no result"
+            results = [bundling.failed_result(job.cfg, why) for job in unit]
         if len(results) != len(unit):  # never expected: record every job as failed, drop none
-            error = f"task returned {len(results)} results for {len(unit)} jobs"
-            results = [bundling.failed_result(job.cfg, error) for job in unit]
+            why = f"task returned {len(results)} results for {len(unit)} jobs"
+            results = [bundling.failed_result(job.cfg, why) for job in unit]
         returns = []
         for job, result in zip(unit, results, strict=False):
             status = "ok" if result.get("status") == "ok" else "failed"
