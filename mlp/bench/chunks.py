@@ -3,7 +3,7 @@ private local Ray instance (mlp/sweep/chunking.py).
 
   python -m mlp.bench.chunks [--jobs 400] [--cpus 2] [--rounds 2] [--target-s 1.0]
 
-Every mode fans the same N tiny jobs (the sweep-scale benchmark's, seed = 0..N-1) out over the
+Every mode fans the same N tiny jobs (TINY below, seed = 0..N-1) out over the
 instance's CPUs and records nothing but the results; per mode: the fan-out's wall (first
 submit → last result), Σ task_wall_s of the jobs, and the overhead per job
 (wall − Σ task_wall_s / CPUs) / N. Modes:
@@ -24,12 +24,21 @@ import time
 
 from omegaconf import OmegaConf
 
-from mlp.bench.sweep_scale import TINY
 from mlp.cli import CONF_MODULE, conf_file
 from mlp.sweep import chunking, ray_session
 from mlp.sweep.data_ship import DataShipper
 
 MODES = ("plain", "chunk-off", "chunk-auto")
+# Tiny jobs, ~50 ms of work each on a quiet core (docs/sweep-scale.md's first tiny jobs).
+TINY = [
+    "experiment=lambda_coarse",
+    "data=synthetic",
+    "data.n_train=1000",
+    "data.n_test=200",
+    "data.batch_size=200",
+    "split.val_holdout=100",
+    "train.n_s=1",
+]
 
 
 def tiny_cfgs(n: int) -> list[dict]:
