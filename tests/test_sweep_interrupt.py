@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sweep_support import (
+from mlp.sweep.store import ResultStore
     ROOT,
     SMALL,
     _ppid,
@@ -93,6 +94,7 @@ def test_interrupted_sweep_keeps_results_and_leaves_no_ray_process(tmp_path, sig
     assert proc.returncode != 0
     assert not wait_gone(ours, timeout=30), "Ray processes outlived the driver"
     before = _finished(tmp_path / "sw")
+    stored = ResultStore(tmp_path / "store").index()
     assert 3 <= len(before) < N_JOBS
     if sig != signal.SIGKILL:  # a driver that could clean up says so and leaves a sorted table
         assert "interrupted" in err, err
@@ -114,6 +116,8 @@ def test_interrupted_sweep_keeps_results_and_leaves_no_ray_process(tmp_path, sig
     assert len(after) == N_JOBS and all(r["status"] in ("ok", "cached") for r in after.values())
     for key, task_id in before.items():  # nothing finished was lost or trained again
         assert after[key]["task_id"] == task_id
+    # a job is stored before its folder is written: a kill in between leaves it stored only
+    assert set(before) <= stored
     s = summary(tmp_path / "sw")
-    assert (s["cached"], s["ran"]) == (len(before), N_JOBS - len(before))
+    assert (s["cached"], s["ran"]) == (len(stored), N_JOBS - len(stored))
     assert len(rows(tmp_path / "sw")) == N_JOBS
