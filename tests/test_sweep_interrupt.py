@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from sweep_support import (
-from mlp.sweep.store import ResultStore
     ROOT,
     SMALL,
     _ppid,
@@ -23,6 +22,8 @@ from mlp.sweep.store import ResultStore
     venv_env,
     wait_gone,
 )
+
+from mlp.sweep.store import ResultStore
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 N_JOBS = 16
