@@ -87,7 +87,7 @@ class MlpSweeper(Sweeper):
         if outcome is not None:
             print(
                 f"coarse best λ = {outcome['coarse_best_lambda']:.6g}; fine best mean {outcome['metric']} = "
-                f"{outcome['fine_best_val_acc']:.4f}; chosen λ = {outcome['chosen_lambda']:.6g} "
+                f"{outcome['fine_best_metric']:.4f}; chosen λ = {outcome['chosen_lambda']:.6g} "
                 f"-> {runner.sweep_dir / 'lambda_search.json'}",
                 flush=True,
             )

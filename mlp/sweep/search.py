@@ -145,6 +145,7 @@ def run_search(config, overrides, launch) -> dict:
         "fine_best_val_acc": chosen.get("val_acc_mean"),
         "fine_best_test_acc": chosen.get("test_acc_mean"),
         "metric": metric,
+        "fine_best_metric": chosen[f"{metric}_mean"],  # the chosen λ's mean of `metric`
         "seeds": seeds,
         "fine_interval": [low, high],
         "coarse": coarse,
