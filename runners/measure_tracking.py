@@ -1,13 +1,17 @@
 """Measure what tracking costs a sweep (issue 12), run under `flock /tmp/cpu.lock`:
 
-  python runners/measure_tracking.py [--rounds 2] [key=value ...]
+  python runners/measure_tracking.py [--rounds 2] [--variants none,mlflow,...] [key=value ...]
 
 Runs the study's λ search (48 jobs: 6 coarse λ + 10 fine λ, seeds 0-2) on synthetic data
-without tracking, with `+tracking=mlflow` (local file store) and with `+tracking=tensorboard`,
-in rotating order, every job rerun (sweep.force=true). Reports each sweep's wall, the
-difference against the untracked run of the same round, and the trackers' own time
-(<sweep dir>/tracking_<name>.json: setup, logging per job, the wait for the tracking thread at
-the end). Extra key=value arguments go to every sweep. JSON under outputs/sweeps/_measure/.
+without tracking (none), with `+tracking=mlflow` on its default SQLite store (mlflow), on
+MLflow's legacy file store (mlflow-file, the default before) and with `+tracking=tensorboard`,
+in rotating order, every job rerun (sweep.force=true); the stores live in --out and are kept
+across rounds (the first MLflow sweep into a new SQLite store also creates its tables).
+Reports each sweep's wall, the difference against the untracked run of the same round, and the
+trackers' own cost (<sweep dir>/tracking_<name>.json: setup, logging per job, the wait for the
+tracking thread at the end, and the thread's CPU time, also as a share of the sweep's CPU:
+cluster CPUs x the untracked wall). Extra key=value arguments go to every sweep. JSON under
+outputs/sweeps/_measure/.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = {"none": [], "mlflow": ["+tracking=mlflow"], "tensorboard": ["+tracking=tensorboard"]}
+VARIANTS = {
+    "none": [],
+    "mlflow": ["+tracking=mlflow"],
+    "mlflow-file": ["+tracking=mlflow"],
+    "tensorboard": ["+tracking=tensorboard"],
+}
 SEARCH = ["search=lambda", "data=synthetic", "sweep.force=true", "sweep.progress=false"]
 
 
@@ -36,8 +45,13 @@ def one_sweep(out: Path, variant: str, r: int, extra: list[str]) -> dict:
         f"hydra.sweep.dir={sweep_dir}",
         f"sweep.store={out / 'store'}",
     ]
+    store_new = None
     if variant == "mlflow":
-        cmd.append(f"hydra.callbacks.mlflow.local_store={out / 'mlruns'}")
+        cmd.append(f"hydra.callbacks.mlflow.tracking_uri=sqlite:///{out / 'mlflow.db'}")
+        store_new = not (out / "mlflow.db").exists()
+    elif variant == "mlflow-file":
+        cmd.append(f"hydra.callbacks.mlflow.tracking_uri={(out / 'mlruns').as_uri()}")
+        store_new = not (out / "mlruns").exists()
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
@@ -50,8 +64,11 @@ def one_sweep(out: Path, variant: str, r: int, extra: list[str]) -> dict:
         "ran": summary["ran"],
         "ray_start_s": summary["ray_start_s"],
         "startup_to_first_job_s": summary["startup_to_first_job_s"],
+        "cluster_cpus": summary.get("cluster_cpus"),
+        "task_wall_sum_s": summary.get("task_wall_sum_s"),
+        "store_new": store_new,
     }
-    own = sweep_dir / f"tracking_{variant}.json"
+    own = sweep_dir / f"tracking_{variant.split('-')[0]}.json"
     if own.is_file():
         row.update(
             {f"tracker_{k}": v for k, v in json.loads(own.read_text()).items() if k != "tracker"}
@@ -64,12 +81,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "outputs" / "sweeps" / "_measure" / "tracking"
     )
     args, extra = parser.parse_known_args()
     rows = []
-    names = list(VARIANTS)
+    names = args.variants.split(",")
+    if "none" not in names or not set(names) <= set(VARIANTS):
+        parser.error(f"--variants: 'none' and any of {', '.join(VARIANTS)}")
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no variant always first
         walls = {}
@@ -81,22 +101,31 @@ def main() -> None:
             row["overhead_s"] = row["wall_s"] - walls["none"]
             row["overhead_pct"] = 100 * row["overhead_s"] / walls["none"]
             row["overhead_ms_per_job"] = 1000 * row["overhead_s"] / row["jobs"]
+            budget = (row.get("cluster_cpus") or 1) * walls["none"]  # CPU-seconds of the sweep
+            row["tracker_cpu_pct"] = 100 * row.get("tracker_cpu_s", 0.0) / budget
     print(
-        f"{'variant':12} {'round':>5} {'wall s':>8} {'Δ wall %':>9} {'Δ ms/job':>9} "
-        f"{'log ms/job':>10} {'setup s':>8} {'end wait s':>10}"
+        f"{'variant':12} {'round':>5} {'wall s':>8} {'Δ wall %':>9} {'log ms/job':>10} "
+        f"{'cpu ms/job':>10} {'setup s':>8} {'end wait s':>10} {'thread cpu s':>12} {'cpu %':>6}"
     )
     for row in rows:
         print(
             f"{row['variant']:12} {row['round']:5d} {row['wall_s']:8.2f} {row['overhead_pct']:9.2f} "
-            f"{row['overhead_ms_per_job']:9.1f} {row.get('tracker_log_ms_per_job', 0):10.1f} "
-            f"{row.get('tracker_setup_s', 0):8.2f} {row.get('tracker_wait_at_end_s', 0):10.3f}"
+            f"{row.get('tracker_log_ms_per_job', 0):10.1f} "
+            f"{row.get('tracker_log_cpu_ms_per_job', 0):10.1f} "
+            f"{row.get('tracker_setup_s', 0):8.2f} {row.get('tracker_wait_at_end_s', 0):10.3f} "
+            f"{row.get('tracker_cpu_s', 0):12.2f} {row['tracker_cpu_pct']:6.2f}"
         )
-    for variant in names[1:]:
+    for variant in names:
         mine = [row for row in rows if row["variant"] == variant]
+        if variant == "none" or not mine:
+            continue
+        med = statistics.median
         print(
-            f"{variant}: median Δ wall {statistics.median(r['overhead_pct'] for r in mine):.2f} % of the "
-            f"untracked sweep; median logging {statistics.median(r['tracker_log_ms_per_job'] for r in mine):.1f} "
-            f"ms per job on the tracking thread"
+            f"{variant}: median Δ wall {med(r['overhead_pct'] for r in mine):.2f} % of the "
+            f"untracked sweep; tracking thread: median {med(r['tracker_log_ms_per_job'] for r in mine):.1f} "
+            f"ms ({med(r['tracker_log_cpu_ms_per_job'] for r in mine):.1f} ms CPU) per job, "
+            f"{med(r['tracker_cpu_s'] for r in mine):.2f} s CPU in all = "
+            f"{med(r['tracker_cpu_pct'] for r in mine):.2f} % of the sweep's CPU"
         )
     out = args.out / f"tracking_{time.strftime('%Y-%m-%dT%H-%M-%S')}.json"
     out.write_text(json.dumps(rows, indent=1))

@@ -1,16 +1,15 @@
 """Tracking of real sweeps (Ray + runners/sweep.py): MLflow against a real tracking server and the
-local file store, TensorBoard event files read back with TensorBoard's own reader, and each job's
-folder (.hydra/*.yaml, job.log)."""
+default local SQLite store, TensorBoard event files read back with TensorBoard's own reader, each
+job's folder (.hydra/*.yaml, job.log), and a sweep above max_job_runs (one sweep run, no job runs)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import yaml
-from sweep_support import SMALL, results, run_sweep
+from sweep_support import SMALL, results, rows, run_sweep
 from tracking_support import MlflowServer, all_runs
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -28,7 +27,6 @@ def server(tmp_path_factory):
 
 
 def client(uri: str):
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -63,7 +61,12 @@ def check_job_run(mlflow, run, result: dict) -> None:
     }
 
 
-def test_file_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
+def local_store(tmp_path: Path) -> str:
+    """The default store of a sweep launched in tmp_path: sqlite:///outputs/mlflow.db there."""
+    return f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+
+
+def test_default_sqlite_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -80,12 +83,14 @@ def test_file_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
     )
     assert proc.returncode == 1
     sweep_dir = tmp_path / "sw"
-    levels = by_level(all_runs((tmp_path / "outputs" / "mlruns").as_uri()))
+    levels = by_level(all_runs(local_store(tmp_path)))
     (parent,) = levels["sweep"]
     assert parent.info.status == "FAILED"  # the sweep exited 1, before Hydra's on_multirun_end
     jobs = {int(r.data.tags["job"]): r for r in levels["job"]}
     assert sorted(jobs) == [0, 1, 2, 3]
-    mlflow = client((tmp_path / "outputs" / "mlruns").as_uri())
+    mlflow = client(local_store(tmp_path))
+    assert (tmp_path / "outputs" / "mlartifacts").is_dir()  # artifacts beside the database
+    assert parent.data.metrics == {"jobs": 4, "jobs_ok": 2, "jobs_failed": 2, "job_runs": 4}
     for num, run in jobs.items():
         job_dir = sweep_dir / str(num)
         overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
@@ -120,6 +125,10 @@ def test_file_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
                 (rec["step"], pytest.approx(rec["val_acc"])) for rec in result["history"]
             ]
             assert acc.Scalars("test_acc")[-1].value == pytest.approx(result["test_acc"])
+    summary = EventAccumulator(str(sweep_dir / "summary"))  # the sweep's own: the ok jobs' metrics
+    summary.Reload()
+    ok = sorted(num for num, run in jobs.items() if run.info.status == "FINISHED")
+    assert sorted(e.step for e in summary.Scalars("jobs/val_acc")) == ok
 
 
 def test_mlflow_server_gets_a_run_per_job_under_its_stage_and_sweep_and_resume_adds_none(
@@ -163,3 +172,46 @@ def test_mlflow_server_gets_a_run_per_job_under_its_stage_and_sweep_and_resume_a
     again = run_sweep(tmp_path, *args)
     assert again.returncode == 0, again.stderr
     assert len(all_runs(server.uri)) == 7
+
+
+def test_a_sweep_above_max_job_runs_gets_one_sweep_run_with_its_table(tmp_path):
+    """4 jobs, max_job_runs=2: MLflow makes no job runs, only the sweep's (its overrides as
+    params, the counts, results.csv as an artifact); TensorBoard writes only the summary."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "lambda=0,0.01",
+        "seed=0,1",
+        *LOCAL,
+        "+tracking=[mlflow,tensorboard]",
+        "hydra.callbacks.mlflow.max_job_runs=2",
+        "hydra.callbacks.tensorboard.max_job_runs=2",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr and "note:" not in proc.stderr  # the size was known
+    (sweep,) = all_runs(local_store(tmp_path))
+    assert sweep.data.tags["level"] == "sweep" and sweep.info.status == "FINISHED"
+    assert sweep.data.tags["swept"] == "lambda=0,0.01 seed=0,1"
+    assert sweep.data.metrics == {"jobs": 4, "jobs_ok": 4, "jobs_failed": 0, "job_runs": 0}
+    params = sweep.data.params
+    assert params["experiment"] == "cyclic_1cycle" and params["train.n_s"] == "20"
+    assert params["data"] == "synthetic" and "lambda" not in params
+    mlflow = client(local_store(tmp_path))
+    arts = {a.path for a in mlflow.list_artifacts(sweep.info.run_id)}
+    assert {"results.csv", "sweep.json", "multirun.yaml"} <= arts
+    table = Path(mlflow.download_artifacts(sweep.info.run_id, "results.csv", str(tmp_path)))
+    sweep_dir = tmp_path / "sw"
+    assert table.read_text() == (sweep_dir / "results.csv").read_text()
+    # TensorBoard: no job's event file, the summary has every job's metrics at its number
+    assert [p.parent.name for p in sweep_dir.glob("*/events.out.tfevents.*")] == ["summary"]
+    summary = EventAccumulator(str(sweep_dir / "summary"))
+    summary.Reload()
+    by_job = {int(r["job"]): float(r["val_acc"]) for r in rows(sweep_dir)}
+    assert {e.step: e.value for e in summary.Scalars("jobs/val_acc")} == pytest.approx(by_job)
+    assert summary.Scalars("sweep/jobs_ok")[-1].value == 4
+    cost = json.loads((sweep_dir / "tracking_mlflow.json").read_text())
+    assert cost["jobs_logged"] == 0 and cost["jobs_finished"] == 4

@@ -66,7 +66,6 @@ class MlflowServer:
 
 
 def all_runs(uri: str, experiment: str = "mlp-study") -> list:
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)

@@ -2,8 +2,9 @@
 (`+tracking=tensorboard`), as Hydra callbacks on the driver.
 
 Jobs run in Ray workers without Hydra; the driver calls each callback's on_job_end as a job
-lands, after writing the job's folder, so a tracker reads everything from there and workers
-need no access to the tracking server. Logging runs on one background thread of the driver.
+lands, and a tracker takes everything from the JobReturn it gets there (mlp.tracking.jobs), so
+workers need no access to the tracking server and no job folder is needed. Logging runs on one
+background thread of the driver.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""What a tracker logs about one finished job, read from the job's folder and its JobReturn:
-the same data whichever tracker logs it."""
+"""What a tracker logs about one finished job, built from the JobReturn the driver hands to
+on_job_end (not from the job's folder, which the driver may not write): the same data
+whichever tracker logs it."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -30,13 +32,20 @@ class FinishedJob:
     num: int
     stage: str | None
     status: str  # ok | failed
-    dir: Path
+    dir: Path  # the job's folder: it exists only if the driver wrote it (the job's own files)
     sweep_dir: Path
-    result: dict  # result.json (or failed.json) as written by the driver
-    cfg: dict  # the resolved config the task ran
+    result: dict  # an ok job's result (metrics, history, ...); a failed job's {"error": ...}
     overrides: list[str]
     started_at: float
     ended_at: float
+    cfg_node: Any = field(default=None, repr=False)  # JobReturn.cfg: the resolved config
+
+    @cached_property
+    def cfg(self) -> dict:
+        """The resolved config the task ran, as plain data (converted when first needed)."""
+        if self.cfg_node is None:
+            return {}
+        return cast(dict, OmegaConf.to_container(self.cfg_node, resolve=True))
 
     @property
     def name(self) -> str:
@@ -45,11 +54,17 @@ class FinishedJob:
         experiment = self.result.get("experiment", self.cfg.get("name"))
         return f"{self.num} {experiment} λ={lam_text} seed={self.result.get('seed', self.cfg.get('seed'))}"
 
+    def saved(self) -> dict:
+        """What the driver saves as the job's result.json (failed.json): the result with its
+        config (the traceback and log are not in the JobReturn)."""
+        return {**self.result, "config": self.cfg, "status": self.status}
+
     @property
     def files(self) -> list[Path]:
-        """The job's result (result.json, or failed.json) and its log, those that exist."""
-        names = ("result.json",) if self.status == "ok" else ("failed.json",)
-        return [p for p in (self.dir / n for n in (*names, "job.log")) if p.is_file()]
+        """The job's own files that the driver wrote (job.log; failed.json, whose traceback the
+        JobReturn lacks), those that exist."""
+        names = ("job.log",) if self.status == "ok" else ("failed.json", "job.log")
+        return [p for p in (self.dir / n for n in names) if p.is_file()]
 
     def tags(self) -> dict[str, str]:
         tags = {k: str(self.result.get(k, self.cfg.get(k, ""))) for k in TAG_KEYS}
@@ -81,27 +96,44 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def read_finished_job(job_return) -> FinishedJob:
-    """The job the driver just recorded: JobReturn.working_dir is its folder."""
-    job_dir = Path(job_return.working_dir)
+def finished_job(
+    job_return, num: int | None, ended_at: float, sweep_dir: Path | None, plan=None
+) -> FinishedJob:
+    """The job the driver just recorded, from what on_job_end receives: the JobReturn (its
+    return value: an ok job's result, or a failed job's JobFailed; cfg, overrides,
+    working_dir) and num = the job config's hydra.job.num. ended_at: when on_job_end was
+    called, for a job whose result has no task times; plan (mlp.sweep.plan): a failed job's
+    stage."""
+    from mlp.sweep.plan import stage_of
+
     ok = job_return.status.name == "COMPLETED"
-    result = json.loads((job_dir / ("result.json" if ok else "failed.json")).read_text())
+    # JobReturn.return_value raises a failed job's exception (and prints a line): read the field
+    value = job_return._return_value
+    if ok:
+        result = dict(value) if isinstance(value, dict) else {}
+    else:  # the exception may carry the failed result (`result`); its text is the error line
+        result = dict(getattr(value, "result", None) or {})
+        result.setdefault("error", str(value) if value is not None else "failed")
     where = result.get("sweep_job") or {}
-    cfg = cast(dict, OmegaConf.to_container(job_return.cfg, resolve=True))
-    started = result.get("task_started_at")
-    wall = result.get("task_wall_s")
-    ended = started + wall if _is_number(started) and _is_number(wall) else job_dir.stat().st_mtime
+    num = where.get("num", num)
+    num = int(num) if num is not None else 0
+    job_dir = Path(job_return.working_dir) if job_return.working_dir else Path.cwd()
+    if sweep_dir is None:
+        sweep_dir = Path(where.get("sweep_dir") or job_dir.parent)
+    started, wall = result.get("task_started_at"), result.get("task_wall_s")
+    if isinstance(started, (int, float)) and isinstance(wall, (int, float)):
+        ended_at = started + wall
     return FinishedJob(
-        num=int(where.get("num", 0)),
-        stage=where.get("stage"),
+        num=num,
+        stage=where.get("stage", stage_of(plan, num)),
         status="ok" if ok else "failed",
         dir=job_dir,
-        sweep_dir=Path(where.get("sweep_dir", job_dir.parent)),
+        sweep_dir=sweep_dir,
         result=result,
-        cfg=cfg,
         overrides=list(job_return.overrides or []),
-        started_at=started if _is_number(started) else ended,
-        ended_at=ended,
+        started_at=started if isinstance(started, (int, float)) else ended_at,
+        ended_at=ended_at,
+        cfg_node=job_return.cfg,
     )
 
 

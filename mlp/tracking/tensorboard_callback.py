@@ -1,7 +1,10 @@
-"""TensorBoard tracking of a sweep (`+tracking=tensorboard`): each job's folder gets one event
-file with its history as scalars (`history/<key>` at each record step), its final metrics, and
-its HParams session (λ, seed, experiment, stage, status and the job's overrides), so
-`tensorboard --logdir <sweep dir>` compares the whole grid in the HParams view.
+"""TensorBoard tracking of a sweep (`+tracking=tensorboard`): in a sweep of at most
+`max_job_runs` jobs each job's folder gets one event file with its history as scalars
+(`history/<key>` at each record step), its final metrics, and its HParams session (λ, seed,
+experiment, stage, status and the job's overrides), so `tensorboard --logdir <sweep dir>`
+compares the whole grid in the HParams view. Every sweep also gets one summary event file,
+`<sweep dir>/summary/`: each finished job's headline metrics (`jobs/<metric>`) at step = its
+job number, and the job counts (`sweep/jobs_ok`, `sweep/jobs_failed`) at the end.
 
 Written with TensorBoard's own event writer and HParams protos: no TensorFlow or PyTorch needed.
 """
@@ -9,16 +12,24 @@ Written with TensorBoard's own event writer and HParams protos: no TensorFlow or
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
+from mlp.sweep.results import METRICS
 from mlp.tracking.callback import TrackingCallback
 from mlp.tracking.jobs import FinishedJob, hparam_value
 
 EVENT_GLOB = "events.out.tfevents.*"
+SUMMARY = "summary"  # <sweep dir>/summary/: the sweep's own event file
 
 
 class TensorBoardTracking(TrackingCallback):
     override = "+tracking=tensorboard"
     module = "tensorboard"
+
+    def __init__(self, max_job_runs: int | None = 1000) -> None:
+        super().__init__(max_job_runs)
+        self.summary: Any = None  # the summary's event writer, opened as the first job lands
 
     def setup(self) -> None:
         from tensorboard.compat.proto import event_pb2, summary_pb2
@@ -50,23 +61,38 @@ class TensorBoardTracking(TrackingCallback):
         )
         return values
 
-    def log_job(self, job: FinishedJob) -> None:
+    def _scalars(self, writer, step: int, values: dict[str, float], wall_time: float) -> None:
         event_pb2, summary_pb2 = self.pb
+        summary = summary_pb2.Summary(
+            value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()]
+        )
+        writer.add_event(event_pb2.Event(wall_time=wall_time, step=step, summary=summary))
+
+    def log_sweep_job(self, job: FinishedJob) -> None:
+        if self.summary is None:
+            self.summary = self.Writer(str(job.sweep_dir / SUMMARY))
+        _, final = job.final_metrics()
+        headline = {f"jobs/{k}": v for k, v in final.items() if k in METRICS}
+        if headline:
+            self._scalars(self.summary, job.num, headline, job.ended_at)
+
+    def finish(self, status: str) -> None:
+        if self.summary is None:  # nothing ran (every job cached)
+            return
+        counts = {"sweep/jobs_ok": self.landed - self.failures, "sweep/jobs_failed": self.failures}
+        self._scalars(self.summary, 0, {k: float(v) for k, v in counts.items()}, time.time())
+        self.summary.close()
+
+    def log_job(self, job: FinishedJob) -> None:
+        event_pb2, _ = self.pb
         for old in job.dir.glob(EVENT_GLOB):  # a re-run job replaces its curves, as its result.json
             old.unlink()
-        writer = self.Writer(str(job.dir))
-
-        def scalars(step: int, values: dict[str, float]) -> None:
-            summary = summary_pb2.Summary(
-                value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()]
-            )
-            writer.add_event(event_pb2.Event(wall_time=job.ended_at, step=step, summary=summary))
-
+        writer = self.Writer(str(job.dir))  # makes the job's folder if the driver did not
         session = self.hparams_pb(
             self.hparams(job), trial_id=job.name, start_time_secs=job.started_at
         )
         writer.add_event(event_pb2.Event(wall_time=job.started_at, step=0, summary=session))
         for step, values in job.history():
-            scalars(step, values)
-        scalars(*job.final_metrics())
+            self._scalars(writer, step, values, job.ended_at)
+        self._scalars(writer, *job.final_metrics(), job.ended_at)
         writer.close()
