@@ -4,7 +4,8 @@
 
 Runs the study's λ search (48 jobs: 6 coarse λ + 10 fine λ, seeds 0-2) on synthetic data
 without tracking (none), with `+tracking=mlflow` on its default SQLite store (mlflow), on
-MLflow's legacy file store (mlflow-file, the default before) and with `+tracking=tensorboard`,
+MLflow's legacy file store (mlflow-file, the default before), with MLflow's sweep run only
+(mlflow-sweep: max_job_runs=0, as above the limit) and with `+tracking=tensorboard`,
 in rotating order, every job rerun (sweep.force=true); the stores live in --out and are kept
 across rounds (the first MLflow sweep into a new SQLite store also creates its tables).
 Reports each sweep's wall, the difference against the untracked run of the same round, and the
@@ -29,6 +30,7 @@ VARIANTS = {
     "none": [],
     "mlflow": ["+tracking=mlflow"],
     "mlflow-file": ["+tracking=mlflow"],
+    "mlflow-sweep": ["+tracking=mlflow", "hydra.callbacks.mlflow.max_job_runs=0"],
     "tensorboard": ["+tracking=tensorboard"],
 }
 SEARCH = ["search=lambda", "data=synthetic", "sweep.force=true", "sweep.progress=false"]
@@ -46,7 +48,7 @@ def one_sweep(out: Path, variant: str, r: int, extra: list[str]) -> dict:
         f"sweep.store={out / 'store'}",
     ]
     store_new = None
-    if variant == "mlflow":
+    if variant in ("mlflow", "mlflow-sweep"):
         cmd.append(f"hydra.callbacks.mlflow.tracking_uri=sqlite:///{out / 'mlflow.db'}")
         store_new = not (out / "mlflow.db").exists()
     elif variant == "mlflow-file":

@@ -3,8 +3,9 @@
 (`history/<key>` at each record step), its final metrics, and its HParams session (λ, seed,
 experiment, stage, status and the job's overrides), so `tensorboard --logdir <sweep dir>`
 compares the whole grid in the HParams view. Every sweep also gets one summary event file,
-`<sweep dir>/summary/`: each finished job's headline metrics (`jobs/<metric>`) at step = its
-job number, and the job counts (`sweep/jobs_ok`, `sweep/jobs_failed`) at the end.
+`<sweep dir>/summary/`: each finished job's accuracies (`jobs/val_acc`, `jobs/test_acc`,
+`jobs/train_acc`; one small event per job, so a million jobs make ~100 MB) at step = its job
+number, and the job counts (`sweep/jobs_ok`, `sweep/jobs_failed`) at the end.
 
 Written with TensorBoard's own event writer and HParams protos: no TensorFlow or PyTorch needed.
 """
@@ -15,12 +16,12 @@ import json
 import time
 from typing import Any
 
-from mlp.sweep.results import METRICS
 from mlp.tracking.callback import TrackingCallback
 from mlp.tracking.jobs import FinishedJob, hparam_value
 
 EVENT_GLOB = "events.out.tfevents.*"
 SUMMARY = "summary"  # <sweep dir>/summary/: the sweep's own event file
+SUMMARY_METRICS = ("val_acc", "test_acc", "train_acc")  # per job in the summary
 
 
 class TensorBoardTracking(TrackingCallback):
@@ -72,7 +73,7 @@ class TensorBoardTracking(TrackingCallback):
         if self.summary is None:
             self.summary = self.Writer(str(job.sweep_dir / SUMMARY))
         _, final = job.final_metrics()
-        headline = {f"jobs/{k}": v for k, v in final.items() if k in METRICS}
+        headline = {f"jobs/{k}": final[k] for k in SUMMARY_METRICS if k in final}
         if headline:
             self._scalars(self.summary, job.num, headline, job.ended_at)
 
