@@ -62,6 +62,17 @@ def test_missing_package_names_the_extra(tmp_path):
         assert not (tmp_path / "sw").exists()
 
 
+def test_bad_max_job_runs_is_one_line(tmp_path):
+    proc = sweep(
+        tmp_path, *ARGS, "+tracking=tensorboard", "hydra.callbacks.tensorboard.max_job_runs=-1"
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: hydra.callbacks.tensorboard.max_job_runs=-1 must be a whole number ≥ 0 or null"
+    )
+    assert not (tmp_path / "sw").exists()
+
+
 def test_unknown_tracking_choice_is_one_line(tmp_path):
     proc = sweep(tmp_path, *ARGS, "+tracking=wandb")
     assert proc.returncode == 2
