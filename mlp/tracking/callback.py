@@ -1,6 +1,7 @@
 """The common part of the trackers: a Hydra callback that checks its package and store when the
 sweep starts, and logs each finished job on one background thread of the driver, so neither the
-tracker's import (MLflow: ~2 s) nor its I/O holds up the driver loop.
+tracker's import (MLflow: ~3 s) nor its I/O holds up the driver loop (it takes CPU time from the
+jobs, though: docs/tracking.md#cost).
 
 A job is built from what on_job_end receives (mlp.tracking.jobs.finished_job), never read back
 from its folder. Above `max_job_runs` jobs a tracker logs no per-job runs, only the sweep's own
