@@ -17,7 +17,8 @@ import mlp.sweep  # noqa: F401  (first: marks the driver's start time)
 from mlp.cli import CONFIG_PATH, fail
 from mlp.errors import UserError
 from mlp.sweep.preflight import preflight
-from mlp.sweep.ray_session import start_early_if_useful  # light: Ray itself loads on its thread
+from mlp.sweep.ray_session import start_early_if_useful
+from mlp.tracking import check_trackers  # light: Ray itself loads on its thread
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sweep")
@@ -30,6 +31,8 @@ def main() -> None:
     """Check the command line before Ray starts (one line per problem), start Ray early, run Hydra."""
     try:
         primary = preflight(sys.argv[1:], config_name="sweep")
+        if primary is not None:
+            check_trackers(primary)  # +tracking=...: its package installed, its store reachable
     except UserError as exc:
         fail(str(exc))
     if primary is not None:

@@ -3,12 +3,10 @@
 
 The count follows the mlp sweeper (hydra_plugins/mlp_sweep/mlp_sweeper.py): with a `search`
 chosen, the search's stages (mlp.sweep.search); otherwise the product of the sweep overrides'
-lengths, as Hydra's BasicSweeper.split_arguments builds them. Cached jobs count too.
+lengths (mlp.sweep.grid, which expands them). Cached jobs count too.
 """
 
 from __future__ import annotations
-
-import math
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,22 +17,14 @@ def sweep_plan(config: DictConfig) -> list[tuple[str | None, int]] | None:
     group) or the arguments are bad (the sweeper then says why)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from mlp.sweep.grid import grid
+
     try:
         arguments = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         overrides = OverridesParser.create().parse_overrides([str(a) for a in arguments or []])
         if OmegaConf.select(config, "hydra.runtime.choices.search") is not None:
             return _search_plan(config, overrides)
-        lengths = {}
-        for ov in overrides:
-            sweep = ov.is_sweep_override()
-            if sweep and not ov.is_discrete_sweep():
-                return None  # interval sweeps: the sweeper refuses them
-            lengths[ov.get_key_element()] = (
-                sum(1 for _ in ov.sweep_iterator())
-                if sweep
-                else 1  # values, not their text: 10x faster
-            )
-        return [(None, math.prod(lengths.values()))]
+        return [(None, len(grid(overrides)))]  # the jobs the sweeper will launch
     except Exception:  # noqa: BLE001  (unknown size; the caller copes without it)
         return None
 

@@ -14,7 +14,6 @@ from hydra.types import RunMode
 
 from mlp.cli import CONF_MODULE, check_groups, compose_error
 from mlp.errors import UserError
-from mlp.tracking import check_trackers
 
 GROUPS = ("experiment", "data", "launcher", "search", "tracking")
 INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "version")
@@ -46,5 +45,4 @@ def preflight(argv: list[str], config_name: str):
             )
         except Exception as exc:
             raise UserError(compose_error(exc)) from None
-    check_trackers(primary)  # +tracking=...: its package installed, its store reachable
     return primary
