@@ -199,6 +199,8 @@ def test_benchmark_bundle_part_smoke(tmp_path):
     assert len(split) == 3 and all(float(r["value"]) > 0 and "evaluate" in r["note"] for r in split)
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_bad_bundle_setting_is_one_line_exit_2(tmp_path):
     proc = run_sweep(tmp_path, *SWEEP, "sweep.bundle=sometimes")
     assert proc.returncode == 2

@@ -1,8 +1,10 @@
-"""Every experiment config composes and validates; training is deterministic; the overfit check works."""
+"""Every experiment config composes, validates and holds the study's settings; a short run follows
+the configured schedule; training is deterministic; the overfit check works."""
 
 import numpy as np
 import pytest
 from conftest import SMALL_SYNTHETIC, shared_cache_dir
+from omegaconf import OmegaConf
 
 from mlp.cli import group_options
 from mlp.experiment import run_experiment
@@ -25,16 +27,112 @@ def test_every_named_experiment_exists():
     assert set(EXPERIMENTS) <= set(group_options("experiment"))
 
 
+# What conf/experiment/<name>.yaml (over conf/config.yaml) sets: the study's settings, by dotted key.
+CYCLIC = {
+    "kind": "train",
+    "lambda": 0.01,
+    "dtype": "float64",
+    "train.schedule": "cyclic",
+    "train.eta_min": 1e-5,
+    "train.eta_max": 1e-1,
+    "train.batch_size": 100,
+    "train.record": "curve",
+    "split.train_batches": [1],
+    "split.val_batch": 2,
+    "split.val_holdout": None,
+}
+SEARCH = {
+    **CYCLIC,
+    "dtype": "float32",
+    "train.n_s": None,
+    "train.n_s_epochs": 2,
+    "train.cycles": 3,
+    "train.record": "final",
+    "split.train_batches": [1, 2, 3, 4, 5],
+    "split.val_batch": None,
+    "split.val_holdout": 5000,
+}
+EXPECTED = {
+    "gradcheck": {
+        "kind": "gradcheck",
+        "gradcheck.h": 1e-5,
+        "gradcheck.tolerance.float64": 1e-6,
+        "gradcheck.tolerance.float32": 1e-3,
+    },
+    "overfit": {
+        "kind": "train",
+        "lambda": 0.0,
+        "split.train_limit": 100,
+        "train.schedule": "constant",
+        "train.eta": 0.05,
+        "train.batch_size": 10,
+        "train.epochs": 200,
+        "train.record_every": 100,
+    },
+    "cyclic_1cycle": {**CYCLIC, "train.n_s": 500, "train.cycles": 1},
+    "cyclic_3cycles": {**CYCLIC, "train.n_s": 800, "train.cycles": 3},
+    "lambda_coarse": SEARCH,
+    "lambda_fine": {**SEARCH, "lambda": None, "search.low": 1e-3, "search.high": 3e-2},
+    "final": {
+        **CYCLIC,
+        "lambda": 0.008,
+        "train.n_s": None,
+        "train.n_s_epochs": 2,
+        "train.cycles": 3,
+        "split.train_batches": [1, 2, 3, 4, 5],
+        "split.val_batch": None,
+        "split.val_holdout": 1000,
+    },
+}
+
+
+def test_every_experiment_has_expectations():
+    assert set(EXPECTED) == set(EXPERIMENTS)
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 @pytest.mark.parametrize("data", ["cifar10", "cifar10_jpeg", "synthetic"])
 def test_experiment_config_composes_and_validates(cfg_factory, name, data):
     cfg = cfg_factory([f"experiment={name}", f"data={data}"])
     assert cfg.name == name
     check_config(cfg)
-    for key in ("batch_size", "eta_min", "eta_max", "n_s", "cycles"):
-        assert key in cfg.train
-    assert "root" in cfg.data or data == "synthetic"
-    assert cfg.model.hidden == 50
+    got = {key: OmegaConf.select(cfg, key) for key in EXPECTED[name]}
+    got = {k: OmegaConf.to_object(v) if OmegaConf.is_config(v) else v for k, v in got.items()}
+    assert got == EXPECTED[name]
+    assert cfg.data.name == data and ("root" in cfg.data or data == "synthetic")
+    assert (cfg.model.hidden, cfg.model.n_classes) == (50, 10)
+
+
+@pytest.mark.parametrize("name, n_s", [("cyclic_1cycle", 7), ("cyclic_3cycles", 5)])
+def test_a_short_run_follows_the_configured_cyclic_schedule(cfg_factory, monkeypatch, name, n_s):
+    """With only n_s shortened, a run takes 2·n_s·cycles steps (cycles as the config says) and
+    every step's η, as SGDStep.step receives it, is the triangle between the config's η_min and
+    η_max: η_min at the start of each cycle, η_max at its middle."""
+    from mlp.sgd import SGDStep
+
+    cfg = cfg_factory([f"experiment={name}", *SMALL_SYNTHETIC, f"train.n_s={n_s}"])
+    cycles = EXPECTED[name]["train.cycles"]
+    lo, hi = EXPECTED[name]["train.eta_min"], EXPECTED[name]["train.eta_max"]
+    etas: list[float] = []
+    real_step = SGDStep.step
+
+    def watched(self, x_rows, y_rows, idx, lam, eta):
+        assert lam == EXPECTED[name]["lambda"]
+        etas.append(eta)
+        real_step(self, x_rows, y_rows, idx, lam, eta)
+
+    monkeypatch.setattr(SGDStep, "step", watched)
+    result = run_experiment(cfg)
+    steps = 2 * n_s * cycles
+    assert result["steps"] == len(etas) == steps and result["n_s"] == n_s
+    for t, eta in enumerate(etas):  # the triangle, written out here
+        pos = t % (2 * n_s)
+        frac = pos / n_s if pos <= n_s else 2 - pos / n_s
+        assert eta == pytest.approx(lo + (hi - lo) * frac, rel=1e-12), t
+    assert min(etas) == pytest.approx(lo) and max(etas) == pytest.approx(hi)
+    assert [etas[c * 2 * n_s] for c in range(cycles)] == pytest.approx([lo] * cycles)
+    assert [etas[c * 2 * n_s + n_s] for c in range(cycles)] == pytest.approx([hi] * cycles)
+    assert result["history"][-1]["step"] == steps
 
 
 def test_study_settings_in_configs(cfg_factory):

@@ -394,18 +394,67 @@ def test_bad_arguments_fail_in_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_report_never_trains(results_dir, monkeypatch):
-    import mlp.experiment
-    import mlp.train
+# Everything a training (or evaluation) call goes through: the report reads result files only.
+TRAINING_MODULES = (
+    "mlp.experiment",
+    "mlp.train",
+    "mlp.sgd",
+    "mlp.bundle",
+    "mlp.bundle_run",
+    "mlp.evaluate",
+    "mlp.gradcheck",
+    "mlp.model",
+    "mlp.data",
+    "mlp.sweep.task",
+    "mlp.sweep.bundle_task",
+    "mlp.sweep.chunk_task",
+)
+# Run in a fresh interpreter: importing any of TRAINING_MODULES (or a submodule) raises, and at
+# the end none of them may be loaded.
+NO_TRAINING = """
+import sys
+BLOCKED = {blocked!r}
 
-    def boom(*a, **k):
-        raise AssertionError("the report trained")
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+            raise ImportError(f"the report imported {{name}}: it must not train")
+        return None
 
-    monkeypatch.setattr(mlp.train, "train", boom)
-    monkeypatch.setattr(mlp.experiment, "run_experiment", boom)
-    from mlp.commands import report as runner
+sys.meta_path.insert(0, Refuse())
+from mlp.commands import report
+out = report.run(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED))
+assert not loaded, loaded
+print(out)
+"""
 
-    assert runner.run([str(results_dir), "--out", str(results_dir.parent / "rep")]).is_file()
+
+def test_report_never_trains(results_dir, tmp_path):
+    """The report builds with every training module made to raise on import."""
+    script = NO_TRAINING.format(blocked=TRAINING_MODULES)
+    out = tmp_path / "rep"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(results_dir), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert Path(proc.stdout.strip().splitlines()[-1]).is_file()
+    assert (out / "REPORT.md").is_file()
+
+
+def test_the_training_guard_catches_an_import(tmp_path):
+    """The guard above works: a script that trains under it fails on the import."""
+    script = NO_TRAINING.format(blocked=TRAINING_MODULES).replace(
+        "from mlp.commands import report", "import mlp.experiment"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0 and "the report imported mlp.experiment" in proc.stderr
 
 
 def test_report_names_no_absolute_path_of_this_machine(results_dir, tmp_path):

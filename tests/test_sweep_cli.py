@@ -13,6 +13,7 @@ from mlp.sweep.search import check_search, fine_lambdas
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize(
     "args, message",
     [

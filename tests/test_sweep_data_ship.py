@@ -1,13 +1,18 @@
-"""Sizing the local object store for the shipped data, and the shipped data's keys (no Ray)."""
+"""Sizing the local object store for the shipped data, the shipped data's keys, and (on a real
+Ray instance) that tasks read the shipped arrays zero-copy from the object store."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from mlp.data import RawData
 from mlp.data.cache import ARRAYS
 from mlp.errors import UserError
-from mlp.sweep.data_ship import DataShipper, data_key, size_object_store
+from mlp.sweep.data_ship import DataShipper, data_key, pack, size_object_store, unpack
 
 
 def master(data: dict, mode: str = "object_store", store_mb=None):
@@ -75,15 +80,40 @@ def test_bad_mode_and_missing_data_are_user_errors(tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
 def test_tasks_read_the_cached_arrays_zero_copy_and_read_only(tmp_path):
     """The decode cache hands out np.memmap, which numpy pickles in-band (a private copy in every
-    task); packed, the arrays reach a real Ray task as read-only views of the object store."""
-    import numpy as np
+    task); packed, the arrays reach a real Ray task as read-only views of the object store: their
+    bytes lie in the worker's shared mapping of Ray's plasma file, not in its private heap, and
+    two tasks see the one copy. The unpacked memmap, shipped as is, is the control: a private,
+    writeable copy."""
+    import hashlib
+
     import ray
 
-    from mlp.data import RawData
     from mlp.data.cache import cached_arrays
-    from mlp.sweep.data_ship import pack, unpack
+
+    # Defined here so that Ray ships them by value (the test module is not importable there).
+    def mapping_of(address: int) -> tuple[str, str] | None:
+        """(permissions, path) of this process's memory mapping that holds address (Linux)."""
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                parts = line.split(None, 5)
+                low, high = (int(v, 16) for v in parts[0].split("-"))
+                if low <= address < high:
+                    return parts[1], parts[5].strip() if len(parts) > 5 else ""
+        return None
+
+    def seen_by_task(data: dict) -> dict:
+        """What a task sees of the shipped train_x: flags, owner, the mapping its bytes live in."""
+        x = unpack(data).train_x
+        return {
+            "writeable": bool(x.flags.writeable),
+            "owndata": bool(x.flags.owndata),
+            "base": type(x.base).__name__,
+            "mapping": mapping_of(x.ctypes.data),
+            "sha": hashlib.sha256(np.ascontiguousarray(x).data).hexdigest(),
+        }
 
     rng = np.random.default_rng(0)
     arrays, _ = cached_arrays(
@@ -99,12 +129,9 @@ def test_tasks_read_the_cached_arrays_zero_copy_and_read_only(tmp_path):
     )
     assert isinstance(arrays["train_x"], np.memmap)
     raw = RawData(**arrays, source="t", synthetic=True, decoded_now=False, load_s=0.0)
+    driver_sha = hashlib.sha256(np.ascontiguousarray(arrays["train_x"]).data).hexdigest()
 
-    @ray.remote
-    def probe(data):
-        x = unpack(data).train_x
-        return x.flags.writeable, np.shares_memory(x, data["train_x"]), int(x.sum(dtype=np.uint64))
-
+    probe = ray.remote(seen_by_task)
     ray.init(
         address="local",
         num_cpus=1,
@@ -113,7 +140,17 @@ def test_tasks_read_the_cached_arrays_zero_copy_and_read_only(tmp_path):
         object_store_memory=100 * 2**20,
     )
     try:
-        writeable, shared, total = ray.get(probe.remote(ray.put(pack(raw))))
+        ref = ray.put(pack(raw))
+        first, second = ray.get([probe.remote(ref), probe.remote(ref)])
+        unpacked = ray.get(probe.remote(ray.put({**arrays, "source": "t", "synthetic": True})))
     finally:
         ray.shutdown()
-    assert not writeable and shared and total == int(arrays["train_x"].sum(dtype=np.uint64))
+    for seen in (first, second):
+        assert not seen["writeable"] and not seen["owndata"] and seen["base"] != "NoneType"
+        perms, path = seen["mapping"]
+        assert perms.endswith("s") and "plasma" in path, seen  # shared: Ray's store file
+        assert seen["sha"] == driver_sha
+    assert first["mapping"] == second["mapping"]  # one node, one copy for both tasks
+    # The control: pickled in-band, the memmap arrives as a private, writeable copy.
+    perms, _ = unpacked["mapping"]
+    assert unpacked["writeable"] and perms.endswith("p") and unpacked["sha"] == driver_sha

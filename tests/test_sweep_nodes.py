@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import shared_cache_dir
 from omegaconf import OmegaConf
 from sweep_support import (
     ROOT,
@@ -27,16 +28,23 @@ from sweep_support import (
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray, pytest.mark.slow, pytest.mark.real_data]
 
-ARCHIVE = Path("/work/shared/data/cifar10-jpeg.tar.gz")
-CACHE = Path("~/.cache/mlp_study").expanduser()
-# Real CIFAR-10, small jobs: 100 steps of 100 images, two evaluation points.
-REAL = [
-    "experiment=cyclic_1cycle",
-    "data=cifar10_jpeg",
-    f"data.root={ARCHIVE}",
-    "train.n_s=50",
-    "train.record_points_per_cycle=2",
-]
+CACHE = Path(shared_cache_dir()).expanduser()
+# This interpreter's venv: bind-mounted back into each node (sweep_support.in_own_mounts), wherever
+# it lives (inside the checkout or not).
+VENV = Path(sys.executable).parent.parent
+
+
+def real(archive: Path) -> list[str]:
+    """Real CIFAR-10, small jobs: 100 steps of 100 images, two evaluation points."""
+    return [
+        "experiment=cyclic_1cycle",
+        "data=cifar10_jpeg",
+        f"data.root={archive}",
+        "train.n_s=50",
+        "train.record_points_per_cycle=2",
+    ]
+
+
 # The head declares a silent node dead after 3 missed 1 s health checks (Ray's default: 5 × 3 s).
 FAST_NODE_DEATH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
 COMPARED = (
@@ -57,9 +65,7 @@ COMPARED = (
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    if not ARCHIVE.is_file():
-        pytest.fail(f"{ARCHIVE} is missing: the real_data tests need the shared archive")
+def cluster(tmp_path_factory, shared_archive):
     CACHE.mkdir(parents=True, exist_ok=True)
     logs = tmp_path_factory.mktemp("nodes")
     head = RayNode(logs / "head.log", num_cpus=0, env_extra=FAST_NODE_DEATH)
@@ -72,7 +78,7 @@ def cluster(tmp_path_factory):
                     logs / f"worker{k}.log",
                     num_cpus=1,
                     head_address=head.address,
-                    hide=(ROOT, ARCHIVE.parent, CACHE),
+                    hide=(ROOT, shared_archive.parent, CACHE),
                     extra_args=(f'--resources={{"node{k}": 4}}',),
                 )
             )
@@ -88,15 +94,19 @@ def on_cluster(head) -> list[str]:
     return ["launcher=ray_cluster", f"sweep.ray.address={head.address}", "sweep.progress=false"]
 
 
-def test_worker_nodes_see_no_checkout_no_data_and_no_cache(cluster):
+def test_worker_nodes_see_no_checkout_no_data_and_no_cache(cluster, shared_archive):
     """The premise of the other tests, looked at from inside each worker node's mount namespace:
     the checkout, the data folder and the cache are empty; the venv (Python + deps) is there."""
     _, *workers = cluster
+    # A venv inside the checkout is bind-mounted back over the tmpfs: its top folder is all the
+    # node sees there. A venv elsewhere leaves the checkout empty.
+    inside = VENV.is_relative_to(ROOT) and VENV != ROOT
+    left = [VENV.relative_to(ROOT).parts[0]] if inside else []
     for node in workers:
-        assert seen_by(node, ROOT) == [".venv"]
-        assert seen_by(node, ARCHIVE.parent) == [] and seen_by(node, CACHE) == []
+        assert seen_by(node, ROOT) == left
+        assert seen_by(node, shared_archive.parent) == [] and seen_by(node, CACHE) == []
         assert "python" in seen_by(node, Path(sys.executable).parent)
-    assert ARCHIVE.name in seen_by(None, ARCHIVE.parent)  # while the driver sees them
+    assert shared_archive.name in seen_by(None, shared_archive.parent)  # while the driver sees it
 
 
 def seen_by(node, folder: Path) -> list[str]:
@@ -108,9 +118,11 @@ def seen_by(node, folder: Path) -> list[str]:
     return out.stdout.split()
 
 
-def test_real_data_sweep_on_nodes_without_data_equals_a_local_run(cluster, tmp_path):
+def test_real_data_sweep_on_nodes_without_data_equals_a_local_run(
+    cluster, tmp_path, shared_archive
+):
     head, _, _ = cluster
-    proc = run_sweep(tmp_path, "-m", *REAL, "seed=0,1", *on_cluster(head))
+    proc = run_sweep(tmp_path, "-m", *real(shared_archive), "seed=0,1", *on_cluster(head))
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = results(tmp_path / "sw")
     assert [r["status"] for r in saved] == ["ok", "ok"] and len(rows(tmp_path / "sw")) == 2
