@@ -170,7 +170,7 @@ class RayNode:
 
 def in_own_mounts(cmd: list[str], hide: tuple[Path, ...], stash: Path) -> list[str]:
     """cmd run in a mount namespace of its own where each folder in hide is an empty tmpfs: a
-    node that shares no disk with the driver. The venv (inside the checkout) is bind-mounted
+    node that shares no disk with the driver. The venv (wherever it is) is bind-mounted
     back, so the node keeps exactly Python and the dependencies."""
     venv = Path(sys.executable).parent.parent
     q = shlex.quote

@@ -1,4 +1,4 @@
-"""Bad sweep input stops with one line before any job starts (no Ray needed), and the
+"""Bad sweep input stops with one line before any job starts (some cases start Ray early), and the
 pieces the λ search rests on: its settings, the fine-stage draw, the progress line."""
 
 from __future__ import annotations
