@@ -43,7 +43,12 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class JobFailed(Exception):
-    """The exception a failed job's JobReturn carries (the job raised, or its worker died for good)."""
+    """The exception a failed job's JobReturn carries (the job raised, or its worker died for
+    good); .result: the failed result (error, timings, where it ran; no traceback, log or config)."""
+
+    def __init__(self, error: str, result: dict | None = None):
+        super().__init__(error)
+        self.result = result or {}
 
 
 class SweepStopped(Exception):
@@ -543,7 +548,7 @@ class SweepRunner:
         result.pop("traceback", None)  # in the store; the driver keeps only the summary
         result.pop("config", None)
         ret.return_value = (
-            JobFailed(result.get("error", "failed")) if status == "failed" else result
+            JobFailed(result.get("error", "failed"), result) if status == "failed" else result
         )
         return ret
 
