@@ -212,15 +212,21 @@ def early_ready() -> bool:
 
 def start_early_if_useful(master) -> bool:
     """Start Ray on a background thread while Hydra composes and checks the jobs (about 1 s
-    of a sweep's start-up here), unless the sweep folder already holds results: a resumed
-    sweep may need no Ray at all. The launcher waits for it before the first job; a job that
-    fails its checks still stops the sweep before any job starts. Returns whether it started."""
+    of a sweep's start-up here), unless the store or the sweep folder already holds results:
+    a resumed sweep may need no Ray at all (an unused early start costs its whole start-up and
+    shut-down), and the launcher starts Ray itself with its first job to run. The launcher
+    waits for it before the first job; a job that fails its checks still stops the sweep before
+    any job starts. Returns whether it started."""
     try:
         if "mlp_ray_launcher" not in str(master.hydra.launcher.get("_target_", "")):
             return False
         settings = master.sweep
         sweep_dir = Path.cwd() / str(master.hydra.sweep.dir)
-        if settings.get("dry_run") or (not settings.force and (sweep_dir / "results.csv").exists()):
+        store = Path.cwd() / str(settings.store)
+        stored = store.is_dir() and any(p.suffix in (".parquet", ".json") for p in store.iterdir())
+        if settings.get("dry_run") or (
+            not settings.force and (stored or (sweep_dir / "results.csv").exists())
+        ):
             return False
         from mlp.sweep.data_ship import size_object_store
 
