@@ -16,22 +16,12 @@ import pytest
 from sweep_support import ROOT, ray_processes, run_sweep, summary, venv_env, wait_gone
 from test_core_data_official import make_batches, write_folder
 
+from mlp.bench.sweep_scale import TINY as SMALLEST_JOB
 from mlp.sweep.store import ResultStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
-TINY = [
-    "experiment=lambda_coarse",
-    "data=synthetic",
-    "data.n_train=100",
-    "data.n_test=10",
-    "data.batch_size=20",
-    "split.val_holdout=10",
-    "train.n_s=1",
-    "train.batch_size=10",
-    "train.cycles=1",
-    "sweep.progress=false",
-]
+TINY = [*SMALLEST_JOB, "sweep.progress=false"]  # the runner's smallest job (mlp-bench's)
 
 
 def listing(folder) -> set[str]:
