@@ -98,12 +98,13 @@ def test_worker_nodes_see_no_checkout_no_data_and_no_cache(cluster, shared_archi
     """The premise of the other tests, looked at from inside each worker node's mount namespace:
     the checkout, the data folder and the cache are empty; the venv (Python + deps) is there."""
     _, *workers = cluster
-    # A venv inside the checkout is bind-mounted back over the tmpfs: its top folder is all the
-    # node sees there. A venv elsewhere leaves the checkout empty.
-    inside = VENV.is_relative_to(ROOT) and VENV != ROOT
-    left = [VENV.relative_to(ROOT).parts[0]] if inside else []
+    # A venv inside the checkout is bind-mounted back over the tmpfs, and a cache inside it
+    # (CI's MLP_CACHE_DIR) gets an empty tmpfs of its own: their top folders are all the node
+    # sees there. Both elsewhere leave the checkout empty.
+    mounted = [p for p in (VENV, CACHE) if p.is_relative_to(ROOT) and p != ROOT]
+    left = sorted({p.relative_to(ROOT).parts[0] for p in mounted})
     for node in workers:
-        assert seen_by(node, ROOT) == left
+        assert sorted(seen_by(node, ROOT)) == left
         assert seen_by(node, shared_archive.parent) == [] and seen_by(node, CACHE) == []
         assert "python" in seen_by(node, Path(sys.executable).parent)
     assert shared_archive.name in seen_by(None, shared_archive.parent)  # while the driver sees it
