@@ -174,14 +174,17 @@ def test_worker_killed_mid_chunk_keeps_yielded_units_and_reruns_the_rest(ray_loc
         limit=1,
         job_key=lambda job: job["seed"],
     )
-    assert runs(tmp_path) == [0, 1, 2, 2, 3, 4, 4, 5]
+    ran = runs(tmp_path)
+    # Units 0 and 1 came back long before the first death; a unit yielded just before a death
+    # may not have reached the driver (its item is lost with the worker) and runs once more.
+    assert ran.count(0) == ran.count(1) == 1 and ran.count(2) == 2 and ran.count(4) == 2
+    assert 1 <= ran.count(3) <= 2 and ran.count(5) == 1
     by_seed = {a.unit[0]["seed"]: a for a in seen}
     assert sorted(by_seed) == list(range(6)) and len(seen) == 6
     assert [by_seed[s].results[0]["status"] for s in (0, 1, 2, 3, 5)] == ["ok"] * 5
     assert by_seed[4].results is None
     assert type(by_seed[4].error).__name__ == "WorkerCrashedError"
-    assert flight.deaths == {2: 1, 4: 2}
-    assert flight.resubmitted == 4 + 2 + 1  # [2,3,4,5], then [4,5], then [5]
+    assert flight.deaths[2] == 1 and flight.deaths[4] == 2 and flight.deaths.get(3, 0) <= 1
     # the first two units' results came from the first worker, the rest from later ones
     pids = [by_seed[s].results[0]["pid"] for s in (0, 1, 2, 3, 5)]
     assert pids[0] == pids[1] and pids[2] != pids[0]
