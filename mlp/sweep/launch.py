@@ -185,7 +185,6 @@ class SweepRunner:
         self.fingerprints: dict[str, str | None] = {}
         self.swept_keys: list[str] = []
         self.failures: list[dict] = []
-        self.write_error: str | None = None
         self.counts = {"jobs": 0, "ran": 0, "cached": 0, "failed": 0}
         self.ray_info: dict | None = None
         self.first_task_started_at: float | None = None
@@ -267,9 +266,7 @@ class SweepRunner:
         else:
             self.swept_keys += [k for k in swept_keys if k not in self.swept_keys]
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        if self.stored is None:
-            self.stored = set() if self.settings.force else self.store.index()
-        stored = self.stored
+        stored = self.stored_index()
         files = self.job_files(total)
         progress = Progress(total, bool(self.settings.progress), label=stage or "sweep")
         returns: dict[int, JobReturn] = {}
@@ -320,9 +317,16 @@ class SweepRunner:
             return []
         return [returns[initial_job_idx + i] for i in range(total)]
 
+    def stored_index(self) -> set[str]:
+        """Hashes of the stored ok results a job may be skipped for (none with sweep.force),
+        read once per sweep and kept up to date as jobs finish."""
+        if self.stored is None:
+            self.stored = set() if self.settings.force else self.store.index()
+        return self.stored
+
     def dry_run(self, job_overrides, total: int) -> dict:
         """Compose, hash and look up every job without starting Ray; the counts."""
-        stored = set() if self.settings.force else self.store.index()
+        stored = self.stored_index()
         counts = {"jobs": 0, "stored": 0, "to_run": 0}
         for i, overrides in enumerate(job_overrides):
             job = self.prepare(i, list(overrides), None)
@@ -391,7 +395,7 @@ class SweepRunner:
             progress.running = min(len(flight), slots)
             progress.show()
             arrivals = flight.wait(timeout=1.0)
-            self._flush_due()
+            self.store.maybe_flush()
             for arrived in arrivals:
                 if arrived.results is not None:
                     sizer.observe_results(arrived.results)
@@ -504,11 +508,7 @@ class SweepRunner:
             )
         if status == "ok" and self.stored is not None:
             self.stored.add(job.key)
-        try:
-            self.store.add(job.key, result, status, info)
-        except UserError as exc:
-            self.write_error = str(exc)
-            raise
+        self.store.add(job.key, result, status, info)
         folder = files == "all" or (files == "failed" and status == "failed")
         self.table.add(job, status, folder)
         return self._job_return(job, result, status, folder)
@@ -552,24 +552,18 @@ class SweepRunner:
         )
         return ret
 
-    def _flush_due(self) -> None:
-        try:
-            self.store.maybe_flush()
-        except UserError as exc:
-            self.write_error = str(exc)
-            raise
-
     # ---- ending ---------------------------------------------------------------------
     def finish(self, extra: dict | None = None) -> int:
         """Summary (sweep.json + one line), failures listed, Ray shut down; returns the exit code."""
         finished_at = time.time()
+        write_error = self.store.error  # a failed flush mid-sweep: already reported
         try:
-            if self.write_error is None:
+            if write_error is None:
                 self.store.flush()
                 self.table.finish(self.store, self.swept_keys)
         except (UserError, OSError) as exc:
-            self.write_error = str(exc)
-            print(f"error: {self.write_error}", file=sys.stderr)
+            write_error = str(exc)
+            print(f"error: {write_error}", file=sys.stderr)
         info = self.ray_info or {}
         summary = {
             **self.counts,
@@ -629,7 +623,7 @@ class SweepRunner:
                     file=sys.stderr,
                 )
             return 1
-        return 1 if self.stopped or self.write_error else 0
+        return 1 if self.stopped or write_error else 0
 
 
 SHOWN_FAILURES = 10

@@ -78,12 +78,8 @@ class SweepTable:
         swept = pd.DataFrame([json.loads(s) for s in jobs.pop("swept")], index=jobs.index)
         for key in swept_keys:
             jobs[key] = swept[key] if key in swept else ""
-        stored = store.get_many(
-            set(jobs["config_hash"]), [*FROM_STORE, "sweep", *BODY], prefer_sweep=str(self.dir)
-        )
-        body = pd.DataFrame.from_records(
-            list(stored.values()), columns=["config_hash", *FROM_STORE, *BODY]
-        )
+        stored = store.rows(set(jobs["config_hash"]), [*FROM_STORE, *BODY], str(self.dir))
+        body = stored.select(["config_hash", *FROM_STORE, *BODY]).to_pandas()
         table = jobs.merge(body, on="config_hash", how="left", suffixes=("_swept", ""))
         for key in ("experiment", "seed", "lambda"):  # swept and stored: the stored value wins
             if f"{key}_swept" in table:

@@ -136,8 +136,14 @@ def to_result(row: dict) -> dict:
     return result
 
 
-def _unique(directory: Path, prefix: str) -> Path:
-    return directory / f"{prefix}-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+def _new_part(root: Path) -> Path:
+    """A part name no other writer (process, or this one later) can pick."""
+    return root / f"part-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def _schema(columns: list[str] | None) -> pa.Schema:
+    """The store's schema, or its part for these columns."""
+    return SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
 
 
 def write_part(path: Path, table: pa.Table) -> None:
@@ -181,6 +187,7 @@ class ResultStore:
         self.buffer: list[dict] = []
         self.first_buffered_at: float | None = None
         self.parts_written = 0
+        self.error: str | None = None  # why the last flush failed (the sweep stops launching)
 
     # ---- writing ------------------------------------------------------------------------------
     def add(self, key: str, result: dict, status: str, job_info: dict) -> None:
@@ -205,12 +212,13 @@ class ResultStore:
         table = pa.Table.from_pylist(self.buffer, schema=SCHEMA)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            write_part(_unique(self.root, "part"), table)
+            write_part(_new_part(self.root), table)
         except OSError as exc:
-            raise UserError(
+            self.error = (
                 f"cannot write results to the store {self.root}: {exc.strerror or exc} "
                 f"({len(self.buffer)} results not stored; finished results before them are kept)"
-            ) from None
+            )
+            raise UserError(self.error) from None
         self.buffer, self.first_buffered_at = [], None
         self.parts_written += 1
         self.compact()
@@ -229,7 +237,7 @@ class ResultStore:
                 continue
         else:
             raise UserError(f"the store {self.root} kept changing while it was read")
-        schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+        schema = _schema(columns)
         if not tables:
             return schema.empty_table()
         return pa.concat_tables([t.cast(schema) for t in tables])
@@ -241,18 +249,24 @@ class ResultStore:
         ok = table.filter(pc.equal(table["status"], "ok"))["config_hash"]
         return set(ok.to_pylist())
 
-    def get_many(
+    def rows(
         self, keys: Iterable[str], columns: list[str] | None = None, prefer_sweep: str | None = None
-    ) -> dict[str, dict]:
-        """Rows by config hash (the winner per hash), as dicts of the columns asked for."""
+    ) -> pa.Table:
+        """The winner row per config hash among keys (see winners), with the columns asked for
+        and those the choice needs."""
         keys = list(keys)
-        if not keys:
-            return {}
         cols = None
         if columns is not None:
             cols = list(dict.fromkeys(["config_hash", "status", "finished_at", "sweep", *columns]))
-        table = winners(self._read(cols, filters=[("config_hash", "in", keys)]), prefer_sweep)
-        return {row["config_hash"]: row for row in table.to_pylist()}
+        if not keys:
+            return _schema(cols).empty_table()
+        return winners(self._read(cols, filters=[("config_hash", "in", keys)]), prefer_sweep)
+
+    def get_many(
+        self, keys: Iterable[str], columns: list[str] | None = None, prefer_sweep: str | None = None
+    ) -> dict[str, dict]:
+        """rows() as dicts, by config hash."""
+        return {r["config_hash"]: r for r in self.rows(keys, columns, prefer_sweep).to_pylist()}
 
     def results(self, keys: Iterable[str]) -> dict[str, dict]:
         """Full result dicts of the ok results among keys."""
@@ -274,7 +288,7 @@ class ResultStore:
                     return False
                 table = pa.concat_tables([pq.read_table(p).cast(SCHEMA) for p in small])
                 try:
-                    write_part(_unique(self.root, "part"), winners(table))
+                    write_part(_new_part(self.root), winners(table))
                 except OSError:  # no room to merge (a full disk): the parts stay as they are
                     return False
                 for p in small:
@@ -297,7 +311,7 @@ class ResultStore:
                 if n:
                     kept = table.filter(pc.invert(hit))
                     if kept.num_rows:
-                        write_part(_unique(self.root, "part"), kept)
+                        write_part(_new_part(self.root), kept)
                     part.unlink()
                     removed += n
         return removed
@@ -341,7 +355,7 @@ class ResultStore:
                 rows.append((f, to_row(config_hash(cfg, fingerprint), result, "ok", info)))
             if rows:
                 write_part(
-                    _unique(self.root, "part"),
+                    _new_part(self.root),
                     pa.Table.from_pylist([r for _, r in rows], schema=SCHEMA),
                 )
                 for f, _ in rows:
