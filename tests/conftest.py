@@ -33,6 +33,16 @@ def compose_cfg(overrides: list[str]):
         return compose(config_name="config", overrides=overrides)
 
 
+@pytest.fixture(autouse=True)
+def _environment_put_back():
+    """An in-process ray.init sets RAY_AUTH_MODE=token (and more) in os.environ: put the
+    environment back after each test, so later tests' subprocesses never inherit it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def cfg_factory(tmp_path):
     """Compose a config with the cache redirected into the test's own folder."""

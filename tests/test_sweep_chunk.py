@@ -41,7 +41,7 @@ def ray_local():
     Ray yet (Ray reads ray_session.SINGLE_NODE when imported; the environment is put back after,
     so later tests' subprocesses do not inherit it). No token auth here: Ray caches that mode at
     import, and the suite's later in-process instances and cluster joins must not inherit it."""
-    saved = os.environ.get(ray_session.SINGLE_NODE)
+    saved = dict(os.environ)  # ray.init sets RAY_AUTH_MODE=token and more in this process
     if "ray" not in sys.modules:
         os.environ[ray_session.SINGLE_NODE] = "0"
     import ray
@@ -62,10 +62,8 @@ def ray_local():
         yield ray
     finally:
         ray.shutdown()
-        if saved is None:
-            os.environ.pop(ray_session.SINGLE_NODE, None)
-        else:
-            os.environ[ray_session.SINGLE_NODE] = saved
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def submitter(remote, shipper: DataShipper):

@@ -184,9 +184,29 @@ def test_cluster_without_token_auth_is_refused_unless_allowed(insecure_head, tmp
         auto.stderr
     )
     assert not list((tmp_path / "auto").glob("*/result.json"))
+    # `auto` joins before it can check: a driver already in token mode is told to leave that mode
+    auto_allowed = run_sweep(
+        tmp_path,
+        *args[:-1],
+        "sweep.ray.address=auto",
+        "sweep.ray.allow_insecure=true",
+        sweep_dir="auto_allowed",
+        env_extra={**auto_env, "RAY_AUTH_MODE": "token"},
+    )
+    assert auto_allowed.returncode == 2
+    assert "unset RAY_AUTH_MODE" in auto_allowed.stderr.strip().splitlines()[-1], (
+        auto_allowed.stderr
+    )
+    assert not list((tmp_path / "auto_allowed").glob("*/result.json"))
 
+    # allowed, from a shell in token mode: the driver leaves it (its workers could not call back)
+    in_token_mode = {"RAY_AUTH_MODE": "token", **ON_LOOPBACK}
     allowed = run_sweep(
-        tmp_path, *args, "sweep.ray.allow_insecure=true", sweep_dir="allowed", env_extra=ON_LOOPBACK
+        tmp_path,
+        *args,
+        "sweep.ray.allow_insecure=true",
+        sweep_dir="allowed",
+        env_extra=in_token_mode,
     )
     assert allowed.returncode == 0, allowed.stderr
     assert "warning: joining the Ray cluster" in allowed.stderr

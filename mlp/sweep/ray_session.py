@@ -103,11 +103,28 @@ def _refuse_unauthenticated(address: str, ray_cfg) -> None:
             f"RAY_AUTH_MODE=token (docs/security.md), or set "
             f"sweep.ray.allow_insecure=true to use it anyway"
         )
+    _driver_without_token_auth(address)
     print(
         f"warning: joining the Ray cluster at {address} without token authentication "
         f"(sweep.ray.allow_insecure=true)",
         file=sys.stderr,
     )
+
+
+def _driver_without_token_auth(address: str) -> None:
+    """A driver in token mode (RAY_AUTH_MODE=token inherited from the user's shell) would join an
+    unauthenticated cluster, but its workers' calls back to the driver lack a token and are
+    refused: the sweep would wait forever. Switch the driver's mode off before Ray is imported;
+    if Ray was imported in token mode, say how to fix it."""
+    if os.environ.get(AUTH_MODE, "").lower() != "token":
+        return
+    if "ray" in sys.modules:
+        raise UserError(
+            f"the Ray cluster at {address} does not use token authentication, and this driver "
+            f"runs with {AUTH_MODE}=token (its workers could not reach it): unset {AUTH_MODE} "
+            f"in the environment"
+        )
+    os.environ[AUTH_MODE] = "disabled"
 
 
 def _check_cluster_before_joining(address: str, ray_cfg) -> None:
