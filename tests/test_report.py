@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from mlp.experiment import RESULT_VERSION, run_experiment
-from mlp.report.build import build_report
+from mlp.report.build import KNOWN, build_report
 from mlp.report.gather import gather
 from mlp.schedule import cyclic_eta
 
@@ -45,15 +45,7 @@ RUNS = [
     ("final_a", "final", ["lambda=0.003", "split.val_holdout=100", "train.n_s=8"], [0, 1]),
     ("final_b", "final", ["lambda=0.008", "split.val_holdout=100", "train.n_s=8"], [0]),
 ]
-ALL_TABLES = {
-    "gradcheck",
-    "overfit",
-    "cyclic_1cycle",
-    "cyclic_3cycles",
-    "lambda_coarse",
-    "lambda_fine",
-    "final",
-}
+ALL_TABLES = set(KNOWN)  # a table per experiment
 ALL_FIGURES = {
     "lr_schedule",
     "overfit",

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from mlp.errors import UserError
+from mlp.report.build import KNOWN
 from mlp.report.pipeline import make_plan
 from mlp.sweep.store import ResultStore
 
@@ -24,15 +25,7 @@ DATA = [
     "data.n_test=500",
     "sweep.progress=false",
 ]
-TABLES = {
-    "gradcheck",
-    "overfit",
-    "cyclic_1cycle",
-    "cyclic_3cycles",
-    "lambda_coarse",
-    "lambda_fine",
-    "final",
-}
+TABLES = set(KNOWN)  # a table per experiment
 FIGURES = {"lr_schedule", "overfit", "cyclic_1cycle", "cyclic_3cycles", "final", "lambda_search"}
 
 
