@@ -18,18 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from conftest import SMALL_SYNTHETIC
+
 ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).parent / "ray")
 RAY_TMP = Path(tempfile.gettempdir()) / "ray"  # Ray's default root for session folders
 # Small synthetic jobs: 1,000 training images, a couple of seconds each at most.
-SMALL = [
-    "data=synthetic",
-    "data.n_train=1000",
-    "data.n_test=200",
-    "data.batch_size=200",
-    "train.n_s=20",
-    "train.record_points_per_cycle=2",
-]
+SMALL = [*SMALL_SYNTHETIC, "train.n_s=20", "train.record_points_per_cycle=2"]
 
 
 def venv_env(**extra) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SMALL_SYNTHETIC
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
@@ -23,13 +24,7 @@ from mlp.schedule import cyclic_eta
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_CFG = OmegaConf.load(ROOT / "conf" / "report" / "report.yaml")
-SMALL = [
-    "data=synthetic",
-    "data.n_train=1000",
-    "data.n_test=200",
-    "data.batch_size=200",
-    "train.blas_threads=1",
-]
+SMALL = [*SMALL_SYNTHETIC, "train.blas_threads=1"]
 SEARCH = ["split.val_holdout=200", "train.n_s=8"]
 # (folder, experiment, overrides, seeds): every section of the study, some with several seeds.
 RUNS = [
