@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from mlp.bench import malloc
 from mlp.bench.steps import SETTLE_S, step_flops, workload
+from mlp.bench.sweep import GRID
 from mlp.bundle import BundleStep
 from mlp.sgd import SGDStep, times_w1t
 
@@ -129,18 +130,11 @@ def measure(
 
 # ---- a search job's time split, and the λ-search stage's throughput ------------------------
 
-OLD_SCHEDULE = [
-    "train.record=curve",
-    "train.record_points_per_cycle=2",
-    "dtype=float64",
-]  # the 11.3-min reproduction's (its search trained in float64; the search's default is float32)
-SEARCH_GRID = ("1e-5", "1e-4", "1e-3", "1e-2", "1e-1", "1")
-
 
 def job_split(data: list[str], k: int) -> dict[str, dict[str, float]]:
     """Seconds per job of one coarse-search job (3 cycles) in-process, split into steps,
-    evaluation (record points) and the rest (load, init, test metrics, result): the old
-    evaluation schedule alone, the new one alone, and the new one as one of a bundle of k."""
+    evaluation (record points) and the rest (load, init, test metrics, result): alone, and as
+    one of a bundle of k."""
     from hydra import compose, initialize_config_dir
 
     from mlp.bundle_run import run_bundle
@@ -149,10 +143,8 @@ def job_split(data: list[str], k: int) -> dict[str, dict[str, float]]:
     conf = str(Path(__file__).resolve().parents[2] / "conf")
     base = ["experiment=lambda_coarse", "train.cycles=3", "train.blas_threads=1", *data]
     with initialize_config_dir(config_dir=conf, version_base="1.3"):
-        old = compose(config_name="config", overrides=[*base, *OLD_SCHEDULE, "lambda=1e-3"])
-        new = [
-            compose(config_name="config", overrides=[*base, f"lambda={lam}"])
-            for lam in SEARCH_GRID[:k]
+        jobs = [
+            compose(config_name="config", overrides=[*base, f"lambda={lam}"]) for lam in GRID[:k]
         ]
 
     def split(result: dict) -> dict[str, float]:
@@ -163,70 +155,9 @@ def job_split(data: list[str], k: int) -> dict[str, dict[str, float]]:
             "wall": result["wall_s"],
         }
 
-    out = {
-        "old schedule, alone": split(run_experiment(old)),
-        "new schedule, alone": split(run_experiment(new[0])),
-    }
-    res = run_bundle(new)
+    out = {"alone": split(run_experiment(jobs[0]))}
+    res = run_bundle(jobs)
     if all(isinstance(r, dict) for r in res):
         parts = [split(r) for r in res if isinstance(r, dict)]  # all of them (narrows the type)
-        out[f"new schedule, bundle of {k} (per job)"] = {
-            key: sum(p[key] for p in parts) / k for key in parts[0]
-        }
-    return out
-
-
-def stage_throughput(data: list[str], seeds: str = "0,1,2") -> dict[str, dict]:
-    """The coarse λ-search stage (6 λ × seeds, 3 cycles) as two Ray sweeps in one run: today's
-    way (sweep.bundle=off, the old evaluation schedule, float64), the new defaults in float64
-    (what bundling and the schedule give alone) and the new defaults; jobs per minute."""
-    import csv
-    import json
-    import subprocess
-    import sys
-    import tempfile
-
-    root = Path(__file__).resolve().parents[2]
-    variants = {
-        "old": ["sweep.bundle=off", *OLD_SCHEDULE],
-        "new, float64": ["dtype=float64"],
-        "new": [],
-    }
-    out = {}
-    with tempfile.TemporaryDirectory(prefix="bench-bundle-") as tmp:
-        for name, extra in variants.items():
-            sweep_dir = Path(tmp) / name.replace(", ", "-")  # a Hydra override value: no commas
-            cmd = [
-                sys.executable,
-                "runners/sweep.py",
-                "-m",
-                "experiment=lambda_coarse",
-                "train.cycles=3",
-                *data,
-                f"lambda={','.join(SEARCH_GRID)}",
-                f"seed={seeds}",
-                *extra,
-                f"hydra.sweep.dir={sweep_dir}",
-                f"sweep.store={Path(tmp) / 'store'}",
-                "sweep.force=true",
-                "sweep.progress=false",
-            ]
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
-            wall = time.perf_counter() - t0
-            if proc.returncode != 0:
-                raise RuntimeError(
-                    f"sweep failed ({proc.returncode}): {proc.stderr.strip()[-300:]}"
-                )
-            rows = list(csv.DictReader((sweep_dir / "results.csv").open()))
-            summary = json.loads((sweep_dir / "sweep.json").read_text())
-            ray_start = summary.get("ray_start_s") or 0.0
-            out[name] = {
-                "jobs": len(rows),
-                "ok": sum(r["status"] == "ok" for r in rows),
-                "wall_s": wall,
-                "jobs_per_min": 60 * len(rows) / wall,
-                "jobs_per_min_after_start": 60 * len(rows) / (wall - ray_start),
-                "val_acc": {r["lambda"] + "/" + r["seed"]: float(r["val_acc"]) for r in rows},
-            }
+        out[f"bundle of {k} (per job)"] = {key: sum(p[key] for p in parts) / k for key in parts[0]}
     return out

@@ -122,6 +122,32 @@ def measure(experiment: str, data: list[str]) -> dict:
     }
 
 
+def memory(data: list[str], sweep_data: str, cycles: int = 1) -> float:
+    """Peak summed PSS (GiB) of a sweep of two `final`-sized jobs side by side, with the data
+    shipped through Ray's object store or loaded by each task from its path (docs/cluster.md)."""
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp_name:
+        tmp = Path(tmp_name)
+        cmd = [
+            sys.executable,
+            "runners/sweep.py",
+            "-m",
+            "experiment=final",
+            *data,
+            "seed=0,1",
+            f"train.cycles={cycles}",
+            f"hydra.sweep.dir={tmp / 'sweep'}",
+            f"sweep.store={tmp / 'store'}",
+            "sweep.force=true",
+            "sweep.progress=false",
+            "sweep.ray.num_cpus=2",
+            f"sweep.data={sweep_data}",
+        ]
+        _, peak_gib, _, code = run_sampling(cmd)
+    if code != 0:
+        raise RuntimeError(f"sweep failed (exit {code}): {' '.join(cmd)}")
+    return peak_gib
+
+
 # --quick: 5 synthetic batches of 800 (lambda_coarse trains on batches 1-5) and a smaller hold-out
 QUICK_SEARCH_DATA = [
     "data=synthetic",
@@ -189,3 +215,15 @@ def part_sweep(args, rows: list[Row]) -> None:
             "driver + Ray processes + workers, sampled every 0.25 s",
         )
     )
+    if args.quick:
+        return
+    for sweep_data in ("object_store", "path"):
+        rows.append(
+            Row(
+                "sweep",
+                f"peak memory, 2 final-sized jobs (1 cycle), sweep.data={sweep_data}",
+                memory(data, sweep_data),
+                "GiB",
+                "PSS of every process, sampled every 0.25 s",
+            )
+        )

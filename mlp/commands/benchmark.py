@@ -257,7 +257,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def part_bundle(args, rows: list[Row]) -> None:
     """Bundle of k vs k separate steps and vs its GEMMs alone (1 thread, interleaved blocks); a
-    search job's time split; the coarse search stage today's way vs the new defaults (not quick)."""
+    search job's time split, alone and in a bundle."""
     ks = (1, 2, 4) if args.quick else bundle.KS
     for dtype in args.dtypes:
         for k in ks:
@@ -311,49 +311,6 @@ def part_bundle(args, rows: list[Row]) -> None:
                 note,
             )
         )
-    if args.quick:
-        rows.append(
-            Row("bundle", "λ-search stage throughput", NAN, "jobs/min", "left out (--quick)")
-        )
-        return
-    m = bundle.stage_throughput(data, seeds="0")  # 6 jobs per way: 2 bundles of 3 vs 6 lone tasks
-    old, new64, new = m["old"], m["new, float64"], m["new"]
-    diff = max(abs(old["val_acc"][key] - new["val_acc"].get(key, NAN)) for key in old["val_acc"])
-    for name, label in (
-        ("old", "sweep.bundle=off, old evaluation schedule, float64"),
-        ("new, float64", "new defaults but float64 (bundling + schedule alone)"),
-        ("new", "new defaults (float32)"),
-    ):
-        v = m[name]
-        rows.append(
-            Row(
-                "bundle",
-                f"coarse search stage, {label}",
-                v["jobs_per_min"],
-                "jobs/min",
-                f"{v['jobs']} jobs ({v['ok']} ok) in {v['wall_s']:.0f} s wall "
-                f"({v['jobs_per_min_after_start']:.2f} jobs/min after Ray's start)",
-            )
-        )
-    rows.append(
-        Row(
-            "bundle",
-            "ratio new/old, coarse search stage throughput",
-            new["jobs_per_min"] / old["jobs_per_min"],
-            "×",
-            f"6 λ, seed 0, 3 cycles, same run one after the other; "
-            f"largest val_acc difference old vs new {diff:.2g}",
-        )
-    )
-    rows.append(
-        Row(
-            "bundle",
-            "ratio new-float64/old, coarse search stage throughput",
-            new64["jobs_per_min"] / old["jobs_per_min"],
-            "×",
-            "bundling and the evaluation schedule without the float32 search",
-        )
-    )
 
 
 def main() -> None:
