@@ -13,7 +13,6 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import mlp.sweep  # noqa: F401  (first: marks the driver's start time)
 from mlp.cli import CONFIG_PATH, fail
 from mlp.errors import UserError
 from mlp.sweep.preflight import preflight
