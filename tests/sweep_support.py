@@ -59,6 +59,11 @@ def run_sweep(
     )
 
 
+def joining(node: RayNode) -> list[str]:
+    """The overrides that make a sweep join a running node instead of starting its own Ray."""
+    return ["launcher=ray_cluster", f"sweep.ray.address={node.address}"]
+
+
 def rows(sweep_dir: Path) -> list[dict]:
     with open(sweep_dir / "results.csv") as f:
         return list(csv.DictReader(f))
@@ -150,17 +155,30 @@ class RayNode:
             time.sleep(0.3)
         raise TimeoutError(f"ray start did not come up: {self.log.read_text()[-2000:]}")
 
+    def terminate(self) -> None:
+        """SIGTERM to `ray start --block` alone: it stops its node's processes and exits in about
+        2 s. (SIGTERM to the whole group leaves it waiting for processes that are gone.)"""
+        try:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
     def stop(self) -> None:
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        """terminate(), then SIGKILL to the group for anything left (or after 15 s)."""
+        self.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL to the whole node at once (raylet, workers, object store): a node that dies."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        self.proc.wait(5)
 
 
 def in_own_mounts(cmd: list[str], hide: tuple[Path, ...], stash: Path) -> list[str]:
@@ -183,10 +201,7 @@ def in_own_mounts(cmd: list[str], hide: tuple[Path, ...], stash: Path) -> list[s
 def stop_nodes(nodes: list[RayNode]) -> None:
     """Stop several nodes at once: all are signalled before any is waited for."""
     for node in nodes:
-        try:
-            os.killpg(node.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        node.terminate()
     for node in nodes:
         node.stop()
 

@@ -204,7 +204,7 @@ def test_killing_a_worker_node_mid_sweep_reruns_its_jobs_on_the_other(cluster, t
         while not task_pids(w2.proc.pid) and time.time() < deadline and driver.poll() is None:
             time.sleep(0.2)
         assert task_pids(w2.proc.pid), "no job started on worker node 2"
-        w2.stop()  # the whole node: raylet, workers, object store
+        w2.kill()  # the whole node at once: raylet, workers, object store
         _, err = driver.communicate(timeout=240)
     finally:
         if driver.poll() is None:

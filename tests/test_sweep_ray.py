@@ -10,23 +10,15 @@ import threading
 import time
 
 import pytest
-from sweep_support import SMALL, RayNode, results, rows, run_sweep, summary, task_pids
+from sweep_support import SMALL, joining, results, rows, run_sweep, summary, task_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
-@pytest.fixture(scope="module")
-def head(tmp_path_factory):
-    node = RayNode(tmp_path_factory.mktemp("ray") / "head.log", num_cpus=2)
-    try:
-        node.wait_started()
-        yield node
-    finally:
-        node.stop()
-
-
-def cluster(node) -> list[str]:
-    return ["launcher=ray_cluster", f"sweep.ray.address={node.address}"]
+@pytest.fixture
+def head(shared_ray):
+    """The suite's shared head (conftest.shared_ray): the sweeps below join it."""
+    return shared_ray
 
 
 def test_grid_times_seeds_gives_every_row(head, tmp_path):
@@ -37,7 +29,7 @@ def test_grid_times_seeds_gives_every_row(head, tmp_path):
         *SMALL,
         "lambda=0,1e-3,1e-1",
         "seed=range(0,2)",
-        *cluster(head),
+        *joining(head),
     )
     assert proc.returncode == 0, proc.stderr
     table = rows(tmp_path / "sw")
@@ -64,13 +56,13 @@ def test_resume_trains_only_missing_jobs(head, tmp_path):
         *SMALL,
         "lambda=1e-3,1e-2",
         "seed=0",
-        *cluster(head),
+        *joining(head),
     )
     assert first.returncode == 0, first.stderr
     before = {r["config_hash"]: r["task_id"] for r in results(tmp_path / "sw")}
     # the same grid plus one seed, in a fresh directory (as with Hydra's timestamped default)
     grid = ["-m", "experiment=cyclic_1cycle", *SMALL, "lambda=1e-3,1e-2", "seed=0,1"]
-    second = run_sweep(tmp_path, *grid, *cluster(head), sweep_dir="sw2")
+    second = run_sweep(tmp_path, *grid, *joining(head), sweep_dir="sw2")
     assert second.returncode == 0, second.stderr
     s = summary(tmp_path / "sw2")
     assert (s["ran"], s["cached"], s["jobs"]) == (2, 2, 4)
@@ -79,9 +71,9 @@ def test_resume_trains_only_missing_jobs(head, tmp_path):
         assert after[key]["task_id"] == task_id and after[key]["status"] == "cached"
     assert sorted(r["status"] for r in rows(tmp_path / "sw2")) == ["cached", "cached", "ok", "ok"]
     # the same command in the same directory trains nothing; sweep.force=true trains all
-    again = run_sweep(tmp_path, *grid, *cluster(head), sweep_dir="sw2")
+    again = run_sweep(tmp_path, *grid, *joining(head), sweep_dir="sw2")
     assert again.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 0
-    forced = run_sweep(tmp_path, *grid, "sweep.force=true", *cluster(head), sweep_dir="sw2")
+    forced = run_sweep(tmp_path, *grid, "sweep.force=true", *joining(head), sweep_dir="sw2")
     assert forced.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 4
     assert all(r["task_id"] != before.get(r["config_hash"]) for r in results(tmp_path / "sw2"))
 
@@ -95,7 +87,7 @@ def test_failing_job_is_reported_and_the_rest_finish(head, tmp_path):
         *SMALL,
         "train.batch_size=50,5000",
         "seed=0,1",
-        *cluster(head),
+        *joining(head),
     )
     assert proc.returncode == 1
     table = rows(tmp_path / "sw")
@@ -113,7 +105,7 @@ def test_failing_job_is_reported_and_the_rest_finish(head, tmp_path):
         *SMALL,
         "train.batch_size=50,5000",
         "seed=0,1",
-        *cluster(head),
+        *joining(head),
     )
     assert again.returncode == 1 and summary(tmp_path / "sw")["ran"] == 2
 
@@ -140,7 +132,7 @@ def test_killed_worker_is_retried_and_the_sweep_completes(head, tmp_path):
         *SMALL[:-2],
         "train.n_s=400",
         "seed=0,1",
-        *cluster(head),
+        *joining(head),
     )
     killer.join()
     assert killed, "no running job found to kill"
@@ -160,7 +152,7 @@ def test_lambda_search_runs_both_stages(head, tmp_path):
         "search.fine.n=2",
         "seed=0,1",
         "search.coarse.overrides=['train.cycles=2']",
-        *cluster(head),
+        *joining(head),
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads((tmp_path / "sw" / "lambda_search.json").read_text())
@@ -202,7 +194,7 @@ def test_lambda_search_runs_both_stages(head, tmp_path):
         "search.fine.n=2",
         "seed=0,1",
         "search.coarse.overrides=['train.cycles=2']",
-        *cluster(head),
+        *joining(head),
         sweep_dir="sw2",
     )
     assert again.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 0
@@ -240,7 +232,7 @@ def test_max_failures_stops_launching_and_keeps_results(head, tmp_path):
         "sweep.max_failures=2",
         "sweep.max_in_flight=2",
         "sweep.progress=false",
-        *cluster(head),
+        *joining(head),
     )
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()

@@ -1,4 +1,4 @@
-"""The store seen from the sweep command (real Ray, private local instances): large sweeps leave
+"""The store seen from the sweep command (real Ray: the suite's shared head): large sweeps leave
 folders only for failed jobs, a resume writes nothing per job, a dry run starts nothing, any
 job's folder comes back with `mlp-job`, the data's content keys its results, a full disk is one
 line, and two sweeps on one store at once lose nothing."""
@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from sweep_support import ROOT, ray_processes, run_sweep, summary, venv_env, wait_gone
+from sweep_support import ROOT, joining, ray_processes, run_sweep, summary, venv_env, wait_gone
 from test_core_data_official import make_batches, write_folder
 
 from mlp.bench.sweep_scale import TINY as SMALLEST_JOB
@@ -28,9 +28,10 @@ def listing(folder) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
-def test_large_sweep_keeps_failed_folders_only_and_resume_writes_nothing(tmp_path):
+def test_large_sweep_keeps_failed_folders_only_and_resume_writes_nothing(tmp_path, shared_ray):
     # 6 jobs above job_files_auto_max=4: jobs with train.batch_size=500 (> 90 images) fail
     args = ["-m", *TINY, "seed=0,1,2", "train.batch_size=10,500", "sweep.job_files_auto_max=4"]
+    args += joining(shared_ray)
     first = run_sweep(tmp_path, *args)
     assert first.returncode == 1 and "3 job(s) failed" in first.stderr, first.stderr
     table = pd.read_csv(tmp_path / "sw" / "results.csv", dtype={"dir": str})
@@ -85,9 +86,9 @@ def test_large_sweep_keeps_failed_folders_only_and_resume_writes_nothing(tmp_pat
     ]
 
 
-def test_dry_run_counts_without_ray_or_files(tmp_path):
+def test_dry_run_counts_without_ray_or_files(tmp_path, shared_ray):
+    done = run_sweep(tmp_path, "-m", *TINY, "seed=0,1", *joining(shared_ray))
     before = ray_processes(tmp_path)
-    done = run_sweep(tmp_path, "-m", *TINY, "seed=0,1")
     assert done.returncode == 0, done.stderr
     dry = run_sweep(tmp_path, "-m", *TINY, "seed=range(0,5)", "sweep.dry_run=true", sweep_dir="d")
     assert dry.returncode == 0, dry.stderr
@@ -100,7 +101,7 @@ def _official(folder, seed: int):
     return write_folder(folder, make_batches(np.random.default_rng(seed)))
 
 
-def test_the_data_content_not_its_path_keys_results(tmp_path):
+def test_the_data_content_not_its_path_keys_results(tmp_path, shared_ray):
     data = _official(tmp_path / "cifar", 0)
     official = [
         "-m",
@@ -113,6 +114,7 @@ def test_the_data_content_not_its_path_keys_results(tmp_path):
         "train.batch_size=10",
         "train.cycles=1",
         "seed=0",
+        *joining(shared_ray),
     ]
     first = run_sweep(tmp_path, *official, f"data.root={data}", sweep_dir="a")
     assert first.returncode == 0 and summary(tmp_path / "a")["ran"] == 1, first.stderr
@@ -127,7 +129,7 @@ def test_the_data_content_not_its_path_keys_results(tmp_path):
     assert a["config_hash"][0] != c["config_hash"][0]
 
 
-def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path):
+def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path, shared_ray):
     """The store on a 200 KiB tmpfs (a mount namespace of the sweep's own): launching stops with
     one error line, the parts already written stay whole, a re-run elsewhere resumes from them."""
     store = tmp_path / "small"
@@ -138,6 +140,7 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path):
         "-m",
         *TINY,
         "seed=range(0,400)",
+        *joining(shared_ray),
         "sweep.store_flush_rows=20",
         "sweep.job_files=none",
         f"sweep.store={store}",
@@ -160,7 +163,7 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_two_sweeps_on_one_store_at_once_lose_nothing(tmp_path):
+def test_two_sweeps_on_one_store_at_once_lose_nothing(tmp_path, shared_ray):
     env = venv_env()
     procs = [
         subprocess.Popen(
@@ -170,6 +173,7 @@ def test_two_sweeps_on_one_store_at_once_lose_nothing(tmp_path):
                 "-m",
                 *TINY,
                 f"seed=range({lo},{lo + 30})",
+                *joining(shared_ray),
                 "sweep.store_flush_rows=4",
                 "sweep.job_files=none",
                 f"sweep.store={tmp_path / 'store'}",

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sweep_support import SMALL, results, rows, run_sweep
+from sweep_support import SMALL, joining, results, rows, run_sweep
 from tracking_support import MlflowServer, all_runs
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-LOCAL = ["sweep.ray.num_cpus=2"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,7 +65,7 @@ def local_store(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
 
 
-def test_default_sqlite_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path):
+def test_default_sqlite_store_marks_failed_jobs_and_tensorboard_has_every_job(tmp_path, shared_ray):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -78,7 +77,7 @@ def test_default_sqlite_store_marks_failed_jobs_and_tensorboard_has_every_job(tm
         *SMALL,
         "lambda=0,0.01",
         "train.batch_size=50,5000",
-        *LOCAL,
+        *joining(shared_ray),
         "+tracking=[mlflow,tensorboard]",
     )
     assert proc.returncode == 1
@@ -132,7 +131,7 @@ def test_default_sqlite_store_marks_failed_jobs_and_tensorboard_has_every_job(tm
 
 
 def test_mlflow_server_gets_a_run_per_job_under_its_stage_and_sweep_and_resume_adds_none(
-    server, tmp_path
+    server, tmp_path, shared_ray
 ):
     """The λ search against a real server: 2 coarse + 2 fine jobs, each stage a run under the sweep's."""
     args = [
@@ -142,7 +141,7 @@ def test_mlflow_server_gets_a_run_per_job_under_its_stage_and_sweep_and_resume_a
         "search.coarse.grid=[1e-4,1e-2]",
         "search.fine.n=2",
         "seed=0",
-        *LOCAL,
+        *joining(shared_ray),
         "+tracking=mlflow",
         f"hydra.callbacks.mlflow.tracking_uri={server.uri}",
     ]
@@ -174,7 +173,7 @@ def test_mlflow_server_gets_a_run_per_job_under_its_stage_and_sweep_and_resume_a
     assert len(all_runs(server.uri)) == 7
 
 
-def test_a_sweep_above_max_job_runs_gets_one_sweep_run_with_its_table(tmp_path):
+def test_a_sweep_above_max_job_runs_gets_one_sweep_run_with_its_table(tmp_path, shared_ray):
     """4 jobs, max_job_runs=2: MLflow makes no job runs, only the sweep's (its overrides as
     params, the counts, results.csv as an artifact); TensorBoard writes only the summary."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -186,7 +185,7 @@ def test_a_sweep_above_max_job_runs_gets_one_sweep_run_with_its_table(tmp_path):
         *SMALL,
         "lambda=0,0.01",
         "seed=0,1",
-        *LOCAL,
+        *joining(shared_ray),
         "+tracking=[mlflow,tensorboard]",
         "hydra.callbacks.mlflow.max_job_runs=2",
         "hydra.callbacks.tensorboard.max_job_runs=2",
