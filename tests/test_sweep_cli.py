@@ -1,5 +1,5 @@
-"""Bad sweep input stops with one line before any job starts (some cases start Ray early), and the
-pieces the λ search rests on: its settings, the fine-stage draw, the progress line."""
+"""Bad sweep input stops with one line before Ray starts (preflight checks one job per swept
+value), and the pieces the λ search rests on: its settings, the fine-stage draw, the progress line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from mlp.sweep.search import check_search, fine_lambdas
 
 
 @pytest.mark.slow
-@pytest.mark.ray
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -23,8 +22,8 @@ from mlp.sweep.search import check_search, fine_lambdas
             "unknown key 'train.n_x'",
         ),
         (
-            ["-m", "experiment=lambda_coarse", "lambda=1e-5,1e-3,-1e-2"],
-            "lambda=-0.01 must be a number ≥ 0",
+            ["-m", "experiment=lambda_coarse", "lambda=1e-5,1e-3,-1e-2", "seed=0,1"],
+            "lambda=-0.01 must be a number ≥ 0 (job 4: ",
         ),
         (
             ["-m", "experiment=cyclic_1cycle", "split.val_holdout=100", "seed=0,1"],
@@ -51,8 +50,7 @@ def test_bad_input_is_one_line_before_any_job(tmp_path, args, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not (tmp_path / "sw" / "results.csv").exists() and not (tmp_path / "store").exists()
-    # Ray may have been started early (while the jobs were checked): nothing of it is left running
-    assert not wait_gone(ray_processes(tmp_path) - before)
+    assert not wait_gone(ray_processes(tmp_path) - before)  # nothing of Ray left running
 
 
 def test_fine_lambdas_are_seeded_and_inside_the_interval():

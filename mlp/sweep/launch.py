@@ -25,19 +25,18 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from mlp.atomic import write_json_atomic
-from mlp.cli import compose_error
 from mlp.data.fingerprint import content_fingerprint
 from mlp.errors import UserError
 from mlp.result_schema import config_hash
 from mlp.sweep import bundling, chunking, ray_session
 from mlp.sweep.compose import JobComposer
 from mlp.sweep.data_ship import DataShipper, data_key, size_object_store
+from mlp.sweep.job_check import check_job, check_sweep_settings, composed_job
 from mlp.sweep.job_folder import write_job_folder
 from mlp.sweep.progress import Progress
 from mlp.sweep.ray_options import remote_options
 from mlp.sweep.results import SweepTable
 from mlp.sweep.store import ResultStore
-from mlp.validate import check_config
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -65,37 +64,6 @@ class Job:
     stage: str | None = None
     swept: dict = field(default_factory=dict)
     composed: DictConfig | None = None  # the whole job config, only kept for Hydra callbacks
-
-
-def check_settings(settings) -> None:
-    cpus, retries = settings.cpus_per_job, settings.max_retries
-    if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
-        raise UserError(
-            f"sweep.cpus_per_job={cpus!r} must be a whole number ≥ 1 (it is also the job's BLAS threads)"
-        )
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise UserError(f"sweep.max_retries={retries!r} must be a whole number ≥ 0")
-    for key in ("max_failures", "max_in_flight"):
-        value = settings.get(key)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
-            raise UserError(f"sweep.{key}={value!r} must be a whole number ≥ 1 or null")
-    if settings.get("job_files", "auto") not in JOB_FILES:
-        raise UserError(
-            f"sweep.job_files={settings.get('job_files')!r} is not allowed "
-            f"(allowed: {', '.join(JOB_FILES)})"
-        )
-    for key in ("store_flush_rows", "job_files_auto_max"):
-        value = settings.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UserError(f"sweep.{key}={value!r} must be a whole number ≥ 1")
-    flush_s = settings.get("store_flush_s", 1)
-    if not isinstance(flush_s, (int, float)) or isinstance(flush_s, bool) or not flush_s > 0:
-        raise UserError(f"sweep.store_flush_s={flush_s!r} must be a number > 0")
-
-
-JOB_FILES = ("auto", "all", "failed", "none")
 
 
 def first_line(text: str, fallback: str = "") -> str:
@@ -138,25 +106,6 @@ def describe_ray_error(exc: BaseException) -> str:
     return raised[-1] if raised else first_line(str(exc), type(exc).__name__)
 
 
-class _AttrView(dict):
-    """Attribute access on a plain nested dict, for check_config (no OmegaConf copy per job)."""
-
-    def __getattr__(self, key):
-        try:
-            value = self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-        return _AttrView(value) if isinstance(value, dict) else value
-
-    def __getitem__(self, key):
-        value = dict.__getitem__(self, key)
-        return (
-            _AttrView(value)
-            if isinstance(value, dict) and not isinstance(value, _AttrView)
-            else value
-        )
-
-
 class SweepRunner:
     """One per sweep; launch() may be called several times (a search's stages)."""
 
@@ -166,9 +115,7 @@ class SweepRunner:
         # Hydra's per-job callbacks run on the driver; without any, no job keeps a DictConfig
         self.callbacks = callbacks if master.hydra.get("callbacks") else None
         self.settings = master.sweep
-        check_settings(self.settings)
-        bundling.check_settings(self.settings)
-        chunking.check_settings(self.settings)
+        check_sweep_settings(self.settings)
         size_object_store(master)
         self.shipper = DataShipper(self.settings.data)
         remote_options(self.settings)  # bad keys: one line before Ray starts
@@ -195,31 +142,22 @@ class SweepRunner:
     # ---- composing ------------------------------------------------------------------
     def prepare(self, num: int, overrides: list[str], stage: str | None) -> Job:
         """Compose, check and hash one job (raises UserError naming the job)."""
-        try:
-            plain, subdir = self.composer.job(num, overrides)
-            composed = None
-            if self.callbacks is not None:
-                with self.composer.applied(num, overrides) as cfg:
-                    composed = self.composer.snapshot(cfg)
-        except UserError:
-            raise
-        except Exception as exc:  # noqa: BLE001  (any composition error becomes one line)
-            raise UserError(compose_error(exc)) from None
+        plain, subdir = composed_job(self.composer, num, overrides)
+        snapshot = None
+        if self.callbacks is not None:
+            with self.composer.applied(num, overrides) as cfg:
+                snapshot = self.composer.snapshot(cfg)
         data = plain.get("data") or {}
         for key in ("root", "cache_dir"):  # absolute against the launch dir: tasks run elsewhere
             if data.get(key) is not None:
                 p = Path(str(data[key])).expanduser()
                 data[key] = str(p if p.is_absolute() else (self.cwd / p).resolve())
-        plain.setdefault("train", {})["blas_threads"] = int(self.settings.cpus_per_job)
-        try:
-            check_config(_AttrView(plain))
-        except UserError as exc:
-            raise UserError(f"{exc} (job {num}: {' '.join(overrides)})") from None
+        check_job(plain, num, overrides, self.settings.cpus_per_job)
         root = data.get("root")
         if root is not None and root not in self.fingerprints:
             self.fingerprints[root] = content_fingerprint(root)
         key = config_hash(plain, self.fingerprints.get(root) if root is not None else None)
-        job = Job(num, list(overrides), plain, key, subdir, stage, composed=composed)
+        job = Job(num, list(overrides), plain, key, subdir, stage, composed=snapshot)
         job.swept = _swept_values(job.overrides, self.swept_keys)
         return job
 

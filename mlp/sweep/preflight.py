@@ -16,6 +16,7 @@ from mlp.cli import CONF_MODULE, check_groups, compose_error
 from mlp.errors import UserError
 
 GROUPS = ("experiment", "data", "launcher", "search", "tracking")
+FIRST_VALUES = 100  # per swept key, checked before Ray starts (the launcher checks every job)
 INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "version")
 
 
@@ -45,4 +46,42 @@ def preflight(argv: list[str], config_name: str):
             )
         except Exception as exc:
             raise UserError(compose_error(exc)) from None
+        if args.multirun or "search" in primary:
+            loader = GlobalHydra.instance().config_loader()
+            check_sweep(primary, list(args.overrides), loader)
     return primary
+
+
+def check_sweep(primary, overrides: list[str], loader) -> None:
+    """The sweep's settings, and one job per swept value (the other keys at their first value;
+    at most FIRST_VALUES values of a key), composed and checked as the launcher will: a bad value
+    costs one line and no Ray start-up. A bad combination is still caught by the launcher, before
+    any job starts when the sweep fits in Ray's start-up time."""
+    from mlp.sweep.compose import JobComposer
+    from mlp.sweep.grid import grid
+    from mlp.sweep.job_check import check_job, check_sweep_settings, composed_job
+
+    check_sweep_settings(primary.sweep)
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)  # glob() too
+    task = [ov for ov in parsed if not ov.is_hydra_override()]
+    if "search" in primary:
+        from mlp.sweep.search import check_search, split_overrides
+
+        check_search(primary.search)
+        split_overrides(task)
+        return
+    dims = grid(task).dims
+    composer = JobComposer(primary, loader)
+    checked: set[tuple[int, ...]] = set()
+    for d, values in enumerate(dims):
+        for v in range(min(len(values), FIRST_VALUES)):
+            picks = tuple(v if i == d else 0 for i in range(len(dims)))
+            if picks in checked:
+                continue
+            checked.add(picks)
+            overrides = [dim[i] for dim, i in zip(dims, picks, strict=True)]
+            num = 0  # the job's number in the sweep (the last key varies fastest)
+            for dim, i in zip(dims, picks, strict=True):
+                num = num * len(dim) + i
+            plain, _ = composed_job(composer, num, overrides)
+            check_job(plain, num, overrides, primary.sweep.cpus_per_job)
