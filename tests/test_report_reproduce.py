@@ -101,12 +101,26 @@ def test_reproduce_rejects_bad_arguments_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failing_step_stops_with_its_exit_code(tmp_path):
+def test_a_bad_override_stops_before_any_step(tmp_path):
     proc = reproduce(tmp_path, "--quick", "data=nosuch", "--runs-dir", "runs")
     assert proc.returncode == 2
-    assert "unknown data 'nosuch'" in proc.stderr
-    assert "error: step 'checks' failed (exit 2)" in proc.stderr
-    assert not (tmp_path / "runs" / "report").exists()
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown data 'nosuch' (allowed: cifar10, cifar10_jpeg, synthetic)"
+    ]
+    assert not (tmp_path / "runs" / "checks").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_step_stops_with_its_exit_code(tmp_path):
+    # 3 batches of 800: every search job (batches 1-5) fails in its task; the checks still finish
+    args = ["--quick", *DATA, "data.n_train=2400", "--runs-dir", "runs"]
+    proc = reproduce(tmp_path, *args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: step 'lambda_search' failed (exit 2)" in proc.stderr.strip().splitlines()[-1]
+    assert (tmp_path / "runs" / "checks" / "results.csv").is_file()
+    assert (
+        not (tmp_path / "runs" / "final").exists() and not (tmp_path / "runs" / "report").exists()
+    )
 
 
 def test_plan_passes_data_and_cluster_overrides_to_every_sweep(tmp_path):

@@ -1,10 +1,13 @@
 """Reproduce the whole study, then its report: `mlp-reproduce [--quick] [key=value ...]`.
 
-Steps, each one sweep (mlp-sweep) so a re-run only does what is missing:
-checks (gradcheck, overfit, both cyclic runs) → λ search (coarse + fine, every seed) →
-final model with the chosen λ → mlp-report on the runs. key=value overrides
-(data=..., data.root=..., launcher=ray_cluster, sweep.* ...) go to every sweep;
-profiles are conf/reproduce/{full,quick}.yaml.
+Steps, each one sweep (mlp-sweep) so a re-run only does what is missing: checks (gradcheck,
+overfit, both cyclic runs), λ search (coarse + fine, every seed), final model with the chosen λ,
+then mlp-report on the runs. All three sweeps join one Ray instance that this command starts
+(loopback, its own token, as a sweep's private instance): Ray starts once, and the checks run
+beside the search and the final, so no core idles while work remains (Ray hands each free CPU
+to the next task of whichever sweep). With launcher=ray_cluster or sweep.ray.address=... the
+sweeps join that cluster instead. key=value overrides (data=..., data.root=..., sweep.* ...) go
+to every sweep; profiles are conf/reproduce/{full,quick}.yaml.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlp.atomic import write_json_atomic
@@ -20,19 +24,61 @@ from mlp.cli import fail
 from mlp.errors import UserError
 from mlp.report.pipeline import make_plan, read_chosen
 
+# A user's own cluster: the sweeps join it, this command starts nothing.
+CLUSTER_KEYS = ("launcher", "sweep.ray.address")
 
-def step(name: str, command: str, args: list[str], timings: dict) -> None:
-    """Run one command (mlp.commands.<command>) as a subprocess; its failure ends the reproduction."""
-    cmd = [sys.executable, "-m", f"mlp.commands.{command}", *args]
-    print(f"[reproduce] {name}: mlp-{command} {' '.join(args)}", flush=True)
-    start = time.perf_counter()
-    rc = subprocess.run(cmd).returncode
-    timings[name] = round(time.perf_counter() - start, 2)
-    if rc != 0:
-        fail(
-            f"step '{name}' failed (exit {rc}); fix it and re-run: finished jobs are kept", code=rc
-        )
-    print(f"[reproduce] {name}: done in {timings[name]:.1f} s", flush=True)
+
+class Step:
+    """One command (mlp.commands.<command>) run as a subprocess, timed from start to exit."""
+
+    def __init__(self, name: str, command: str, args: list[str]):
+        self.name, self.command, self.args = name, command, args
+        print(f"[reproduce] {name}: mlp-{command} {' '.join(args)}", flush=True)
+        self.start = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", f"mlp.commands.{command}", *args])
+        self.wall_s: float | None = None
+
+    def wait(self) -> int:
+        rc = self.proc.wait()
+        if self.wall_s is None:
+            self.wall_s = round(time.perf_counter() - self.start, 2)
+            if rc == 0:
+                print(f"[reproduce] {self.name}: done in {self.wall_s:.1f} s", flush=True)
+        return rc
+
+
+def finish(steps: list[Step]) -> None:
+    """Wait for every step; the first failing one (in plan order) ends the reproduction."""
+    codes = [(step, step.wait()) for step in steps]
+    for step, rc in codes:
+        if rc != 0:
+            fail(
+                f"step '{step.name}' failed (exit {rc}); fix it and re-run: finished jobs are kept",
+                code=rc,
+            )
+
+
+@contextmanager
+def shared_ray(user: list[str]):
+    """Start the Ray instance every step joins; yields the overrides that join it ([] when the
+    user named a cluster). Stopped when the reproduction ends."""
+    if any(ov.split("=", 1)[0].lstrip("+~") in CLUSTER_KEYS for ov in user):
+        yield []
+        return
+    from mlp.sweep import ray_session
+    from mlp.sweep.data_ship import size_object_store
+    from mlp.sweep.preflight import preflight
+
+    master = preflight(user, config_name="sweep")  # a bad override: one line, nothing started
+    size_object_store(master)
+    ray_session.connect(master.sweep.ray)  # its token stays in this process's environment
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    try:
+        yield ["launcher=ray_cluster", f"sweep.ray.address={address}", "sweep.ray.ship_code=false"]
+    finally:
+        ray_session.disconnect()
 
 
 def record(plan, invocation: dict) -> None:
@@ -47,27 +93,37 @@ def record(plan, invocation: dict) -> None:
 
 def reproduce(argv: list[str]) -> None:
     plan = make_plan(argv, Path.cwd())
-    start, timings = time.perf_counter(), dict[str, float]()
+    start = time.perf_counter()
     plan.runs_dir.mkdir(parents=True, exist_ok=True)
-    step("checks", "sweep", plan.checks, timings)
-    step("lambda_search", "sweep", plan.search, timings)
-    chosen = read_chosen(plan.runs_dir)
-    print(f"[reproduce] chosen λ = {chosen!r}", flush=True)
-    step("final", "sweep", plan.final(chosen), timings)
+    with shared_ray(plan.user) as join:
+        ray_start_s = round(time.perf_counter() - start, 2)
+        quiet = ["sweep.progress=false"]  # the search's progress line is the one on the terminal
+        checks = Step("checks", "sweep", [*plan.checks, *join, *quiet])
+        search = Step("lambda_search", "sweep", [*plan.search, *join])
+        if search.wait() != 0:
+            finish([checks, search])
+        chosen = read_chosen(plan.runs_dir)
+        print(f"[reproduce] chosen λ = {chosen!r}", flush=True)
+        final = Step("final", "sweep", [*plan.final(chosen), *join])
+        finish([checks, search, final])
+    steps = {s.name: s.wall_s for s in (checks, search, final)}
     record(
         plan,
         {
             "argv": argv,
             "chosen_lambda": chosen,
-            "steps_s": dict(timings),
+            "ray_start_s": ray_start_s,
+            "steps_s": steps,
             "runs_s": round(time.perf_counter() - start, 2),
         },
     )
-    step("report", "report", [str(plan.runs_dir), "--out", str(plan.report_dir)], timings)
+    report = Step("report", "report", [str(plan.runs_dir), "--out", str(plan.report_dir)])
+    finish([report])
     total = time.perf_counter() - start
     print(
-        f"[reproduce] profile {plan.profile}: {total:.1f} s in all "
-        f"({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())})",
+        f"[reproduce] profile {plan.profile}: {total:.1f} s in all (Ray start {ray_start_s:.1f} s, "
+        f"{', '.join(f'{k} {v:.1f} s' for k, v in {**steps, 'report': report.wall_s}.items())}; "
+        f"the checks ran beside the search and the final)",
         flush=True,
     )
     print(plan.report_dir / "REPORT.md")

@@ -29,6 +29,7 @@ class Plan:
     checks: list[str]  # sweep.py arguments
     search: list[str]
     final_args: list[str]  # without lambda=: known only after the search
+    user: list[str]  # the overrides every sweep gets (the user's, and the store's folder)
 
     def final(self, chosen: float) -> list[str]:
         return [*self.final_args, f"lambda={chosen!r}"]
@@ -133,7 +134,7 @@ def make_plan(argv: list[str], base: Path) -> Plan:
         *f.overrides,
         *user,
     ]
-    return Plan(profile, runs, report, checks, search, final)
+    return Plan(profile, runs, report, checks, search, final, user)
 
 
 def read_chosen(runs_dir: Path) -> float:
