@@ -80,3 +80,17 @@ def test_sweep_scale_quick_measures_a_real_sweep(tmp_path):
     scale = [r for r in rows if r["part"] == "sweep-scale"]
     assert scale and all(r["value"] not in ("", "nan") for r in scale), scale
     assert not [r for r in scale if "failed" in r.get("note", "")], scale
+
+
+def test_the_floor_counts_the_studys_work():
+    """From the study's own settings: checks (35,040 steps of 100 + the overfit check's 6,000 of
+    10) and the final in float64, 48 search jobs × 5,400 steps of 100 in float32, each search
+    job's last evaluation (45,000 train + 5,000 val images) and its test set."""
+    from conftest import compose_cfg
+
+    from mlp.bench.floor import study_work
+
+    work = study_work(lambda ov: compose_cfg(["data=cifar10_jpeg", *ov]))
+    assert work.jobs == 12 - 3 + 3 + 48  # the gradcheck's 3 runs train nothing
+    assert work.samples == {"float64": 35_040 * 100 + 6_000 * 10, "float32": 48 * 5_400 * 100}
+    assert work.images["float32"] == 48 * (45_000 + 5_000 + 10_000)

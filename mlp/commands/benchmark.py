@@ -19,12 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlp.bench import bundle, e2e, peak, steps, sweep, sweep_scale
+from mlp.bench import bundle, e2e, floor, peak, steps, sweep, sweep_scale
 from mlp.bench import data as bdata
 from mlp.bench.machine import machine_line
 from mlp.bench.table import Row, as_text, write
 
-PARTS = ("peak", "step", "data", "train", "sweep", "bundle", "sweep-scale")
+PARTS = ("peak", "step", "data", "train", "sweep", "bundle", "sweep-scale", "floor")
 QUICK_PARTS = ("peak", "step", "data")
 NAN = float("nan")
 # The team's shared archive, relative to the repository (the folder mlp-bench runs from), like
@@ -245,6 +245,8 @@ def run(argv: list[str] | None = None) -> int:
         part_bundle(args, rows)
     if "sweep-scale" in args.parts:
         sweep_scale.part_sweep_scale(args, rows)
+    if "floor" in args.parts:
+        floor.part_floor(args, rows)
     header = f"Command: `{command.strip()}`  \nDate: {now:%Y-%m-%d %H:%M} UTC  \nMachine: {machine}"
     stem = (
         f"{now:%Y-%m-%d}" + ("-quick" if args.quick else "") + (f"-{args.tag}" if args.tag else "")
