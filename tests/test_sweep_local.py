@@ -11,7 +11,17 @@ import sys
 
 import pytest
 from conftest import run_cli
-from sweep_support import ROOT, SMALL, ray_processes, results, rows, run_sweep, summary, wait_gone
+from sweep_support import (
+    ROOT,
+    SMALL,
+    joining,
+    ray_processes,
+    results,
+    rows,
+    run_sweep,
+    summary,
+    wait_gone,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -71,12 +81,13 @@ def test_default_local_instance_with_hydra_sweep_syntax(tmp_path):
     assert len(log.read_text().splitlines()) == len(events)  # cached jobs run nothing: no events
 
 
-def test_train_and_a_one_job_sweep_give_identical_numbers(tmp_path):
-    """Same config and seed: `runners/train.py` and a sweep job (a Ray task) agree to the bit."""
+def test_train_and_a_one_job_sweep_give_identical_numbers(tmp_path, shared_ray):
+    """Same config and seed: `runners/train.py` and a sweep job (a Ray task on the suite's shared
+    head) agree to the bit."""
     args = ["experiment=cyclic_1cycle", *SMALL, "lambda=0.003", "seed=3"]
     single = run_cli("train.py", *args, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path)
     assert single.returncode == 0, single.stderr
-    swept = run_sweep(tmp_path, "-m", *args, "sweep.ray.num_cpus=1", env_extra={"RAY_ADDRESS": ""})
+    swept = run_sweep(tmp_path, "-m", *args, *joining(shared_ray))
     assert swept.returncode == 0, swept.stderr
     a = json.loads((tmp_path / "single" / "result.json").read_text())
     (b,) = results(tmp_path / "sw")
