@@ -13,6 +13,7 @@ import threading
 import numpy as np
 import pytest
 from conftest import SMALL_SYNTHETIC, compose_cfg
+from omegaconf import OmegaConf
 from sweep_support import ROOT, SMALL, rows, run_sweep, summary, venv_env
 
 from mlp.bundle_run import run_bundle
@@ -147,8 +148,6 @@ def test_keep_count_is_the_best_one_over_eta_and_at_least_one():
 
 
 def test_state_keys_name_the_config_and_the_cycle_not_the_rung():
-    from omegaconf import OmegaConf
-
     def plain(*extra):
         return OmegaConf.to_container(compose_cfg([*BASE, "lambda=0.01", *extra]), resolve=True)
 
@@ -307,3 +306,32 @@ def test_a_halving_search_with_a_rung_past_the_budget_stops_before_any_job(tmp_p
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "0 ≤ start < stop ≤ train.cycles=3" in lines[0], proc.stderr
     assert not (tmp_path / "store" / "rung_state").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_report_compares_the_halving_search_with_the_full_one(searched):
+    from mlp.report.build import build_report
+    from mlp.report.gather import gather
+
+    tmp, outcome = searched
+    full = run_sweep(
+        tmp, *[a for a in SEARCH if a != "search=halving"], "search=lambda", sweep_dir="full"
+    )
+    assert full.returncode == 0, full.stderr[-3000:]
+    cfg = OmegaConf.load(ROOT / "conf" / "report" / "report.yaml")
+    gathered = gather([tmp / "sw", tmp / "full"])
+    assert gathered.rungs == sum(RUNG_JOBS)  # rung results: parts of runs, not table rows
+    assert not any(gathered.runs["path"].str.contains("/sw/")) and not gathered.problems
+    report = build_report(gathered, cfg)
+    text = report.markdown
+    section = text[text.index("### 4b. λ search by successive halving") :]
+    full_steps = outcome["halving"]["full_model_steps"]
+    assert full_steps == (5 + 4) * 2 * 120  # every λ × seed tried, to the full budget
+    assert f"| full search | {full_steps:,} |" in section
+    assert f"| successive halving | {outcome['halving']['model_steps']:,} |" in section
+    assert f"{outcome['chosen_lambda']:.6g}" in section
+    ratio = full_steps / outcome["halving"]["model_steps"]
+    assert f"Model-steps: {ratio:.2f}× fewer; wall: " in section
+    fig = report.figures["lambda_halving"]
+    assert [ax.get_title() for ax in fig.axes] == ["coarse stage", "fine stage"]

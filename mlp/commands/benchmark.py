@@ -19,12 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlp.bench import bundle, e2e, peak, steps, sweep, sweep_scale
+from mlp.bench import bundle, e2e, halving, peak, steps, sweep, sweep_scale
 from mlp.bench import data as bdata
 from mlp.bench.machine import machine_line
 from mlp.bench.table import Row, as_text, write
 
-PARTS = ("peak", "step", "data", "train", "sweep", "bundle", "sweep-scale")
+PARTS = ("peak", "step", "data", "train", "sweep", "bundle", "sweep-scale", "halving")
 QUICK_PARTS = ("peak", "step", "data")
 NAN = float("nan")
 # The team's shared archive, relative to the repository (the folder mlp-bench runs from), like
@@ -64,6 +64,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
     ap.add_argument("--scale-sizes", default=None, help="sweep-scale: job counts (default 10000)")
+    ap.add_argument(
+        "--halving-dir",
+        default=None,
+        help="halving: keep the searches' folders here (default: a temporary folder)",
+    )
     ap.add_argument("--tag", default="", help="file name suffix: <date>-<tag>.csv|md")
     ap.add_argument("--out", type=Path, default=Path("outputs/benchmarks"))
     args = ap.parse_args(argv)
@@ -245,6 +250,8 @@ def run(argv: list[str] | None = None) -> int:
         part_bundle(args, rows)
     if "sweep-scale" in args.parts:
         sweep_scale.part_sweep_scale(args, rows)
+    if "halving" in args.parts:
+        halving.part_halving(args, rows)
     header = f"Command: `{command.strip()}`  \nDate: {now:%Y-%m-%d %H:%M} UTC  \nMachine: {machine}"
     stem = (
         f"{now:%Y-%m-%d}" + ("-quick" if args.quick else "") + (f"-{args.tag}" if args.tag else "")

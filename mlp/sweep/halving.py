@@ -55,6 +55,15 @@ def model_steps(returns) -> int:
     return total
 
 
+def full_steps(returns) -> int | None:
+    """The full budget in steps: where an ok job of the last rung stopped."""
+    for ret in returns:
+        res = ret.return_value
+        if ret.status.name == "COMPLETED" and isinstance(res, dict) and "rung" in res:
+            return int(res["rung"]["stop_step"])
+    return None
+
+
 def run_stage(
     stage: str, jobs_for, lambdas, seeds, metric, halving, launch, first_idx, summarise, check=None
 ) -> dict:
@@ -107,6 +116,15 @@ def run_stage(
         )
         if final:
             reached = [last_of[lam] for lam in lambdas]
-            return {"final": table, "reached": reached, "rungs": rungs, "next_idx": idx}
+            full = full_steps(returns)
+            return {
+                "final": table,
+                "reached": reached,
+                "rungs": rungs,
+                "next_idx": idx,
+                "full_steps": full,  # one job's whole budget
+                # what training every λ × seed of the stage to the full budget costs
+                "full_model_steps": None if full is None else full * len(lambdas) * len(seeds),
+            }
         alive = [lam for lam in alive if lam in kept]
     raise AssertionError("the last rung has stop None")  # pragma: no cover

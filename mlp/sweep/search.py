@@ -165,6 +165,9 @@ def run_search(config, overrides, launch, check=None) -> dict:
             "rungs": [float(r) for r in halving.rungs],
             "stages": {name: run["rungs"] for name, run in runs.items()},
             "model_steps": sum(r["model_steps"] for run in runs.values() for r in run["rungs"]),
+            "full_steps": runs["fine"]["full_steps"],
+            # the same λ of both stages, every one trained to the full budget
+            "full_model_steps": sum(run["full_model_steps"] or 0 for run in runs.values()),
         }
         coarse = runs["coarse"]["reached"]  # every λ, at the last rung it reached
         fine = runs["fine"]["reached"]
