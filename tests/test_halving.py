@@ -4,17 +4,24 @@ line. The in-process tests run the core; the sweeps run runners/sweep.py as a us
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 from conftest import SMALL_SYNTHETIC, compose_cfg
 from omegaconf import OmegaConf
-from sweep_support import ROOT, SMALL, rows, run_sweep, summary, venv_env
+from sweep_support import (
+    ROOT,
+    SMALL,
+    rows,
+    run_sweep,
+    search_outcome,
+    summary,
+    venv_env,
+    when_stderr_shows,
+)
 
 from mlp.bundle_run import run_bundle
 from mlp.errors import UserError
@@ -184,26 +191,13 @@ SEARCH = [
 RUNG_JOBS = [10, 2, 2, 8, 2, 2]
 
 
-def search_json(sweep_dir) -> dict:
-    return json.loads((sweep_dir / "lambda_search.json").read_text())
-
-
-def without_walls(outcome: dict) -> dict:
-    out = json.loads(json.dumps(outcome))
-    out.pop("job_overrides")  # holds the sweep's own folders
-    for stage in out["halving"]["stages"].values():
-        for r in stage:
-            r.pop("wall_s")
-    return out
-
-
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """One whole search (the reference of the tests below)."""
     tmp = tmp_path_factory.mktemp("halving")
     proc = run_sweep(tmp, *SEARCH)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp, search_json(tmp / "sw")
+    return tmp, search_outcome(tmp / "sw")
 
 
 @pytest.mark.ray
@@ -244,7 +238,7 @@ def test_survivors_are_the_jobs_trained_alone_and_a_rerun_trains_nothing(searche
     assert again.returncode == 0, again.stderr[-3000:]
     counts = summary(tmp / "again")
     assert counts["ran"] == 0 and counts["cached"] == sum(RUNG_JOBS)
-    assert without_walls(search_json(tmp / "again")) == without_walls(outcome)
+    assert search_outcome(tmp / "again") == outcome
     assert {r["status"] for r in rows(tmp / "again")} == {"cached"}
 
 
@@ -264,25 +258,12 @@ def test_a_search_stopped_as_a_rung_begins_resumes_from_the_rungs_before(searche
     driver = subprocess.Popen(
         cmd, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=venv_env()
     )
-    seen = threading.Event()
-
-    def watch() -> None:
-        buf = b""
-        assert driver.stderr is not None
-        while chunk := driver.stderr.read1(4096):  # type: ignore[attr-defined]
-            buf = (buf + chunk)[-4096:]
-            if f"[{label}]".encode() in buf and not seen.is_set():
-                seen.set()
-                driver.send_signal(signal.SIGTERM)
-
-    reader = threading.Thread(target=watch, daemon=True)
-    reader.start()
+    seen = when_stderr_shows(driver, f"[{label}]", lambda: driver.send_signal(signal.SIGTERM))
     try:
         driver.wait(timeout=240)
     finally:
         if driver.poll() is None:
             driver.kill()
-    reader.join(timeout=10)
     assert seen.is_set() and driver.returncode == 130
     before = LABELS.index(label) + 1  # rungs finished before the stop
     done = sum(RUNG_JOBS[:before])
@@ -296,7 +277,7 @@ def test_a_search_stopped_as_a_rung_begins_resumes_from_the_rungs_before(searche
     for row in rows(tmp_path / "sw2"):  # every job of a finished rung came from the store
         if ladder.index(row["stage"]) < before:
             assert row["status"] == "cached", row
-    assert without_walls(search_json(tmp_path / "sw2")) == without_walls(reference)
+    assert search_outcome(tmp_path / "sw2") == reference
 
 
 @pytest.mark.ray
@@ -335,3 +316,29 @@ def test_the_report_compares_the_halving_search_with_the_full_one(searched):
     assert f"Model-steps: {ratio:.2f}× fewer; wall: " in section
     fig = report.figures["lambda_halving"]
     assert [ax.get_title() for ax in fig.axes] == ["coarse stage", "fine stage"]
+
+
+def test_each_rung_keeps_the_best_third_by_the_mean_over_seeds(tmp_path, capsys):
+    """The sweeper's search=halving path with a stand-in launcher (no Ray; val acc peaks at 1e-2)."""
+    from test_sweep_search import run_search
+
+    grid = "search.coarse.grid=[1e-4,1e-3,1e-2,1e-1,1,10]"
+    outcome, out = run_search(tmp_path, capsys, "search=halving", grid, "seed=0,1")
+    stages = outcome["halving"]["stages"]
+    coarse = [(r["lambdas"], r["kept"], r["jobs"]) for r in stages["coarse"]]
+    assert coarse == [
+        ([1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0], [1e-2, 1e-3], 12),
+        ([1e-3, 1e-2], [1e-2], 4),
+        ([1e-2], [], 2),
+    ]
+    fine = stages["fine"]
+    assert [len(r["lambdas"]) for r in fine] == [10, 3, 1] and [r["jobs"] for r in fine] == [
+        20,
+        6,
+        2,
+    ]
+    assert [(r["start_cycles"], r["stop_cycles"]) for r in fine] == [(0, 1), (1, 2), (2, None)]
+    assert outcome["coarse_best_lambda"] == 1e-2
+    assert fine[-1]["lambdas"] == [outcome["chosen_lambda"]]
+    assert [row["rung"] for row in outcome["coarse"]] == [1, 2, 3, 1, 1, 1]
+    assert f"chosen λ = {outcome['chosen_lambda']:.6g}" in out

@@ -137,8 +137,10 @@ def part_halving(args, rows: list[Row]) -> None:
                 f"{label}: chosen λ",
                 lam,
                 "",
-                f"{where}; inside the full search's top plateau [{top[0]:.6g}, {top[-1]:.6g}]: "
-                f"{'yes' if inside else 'no'}",
+                f"{where}; inside the span of the full search's top plateau "
+                f"[{top[0]:.6g}, {top[-1]:.6g}]: {'yes' if inside else 'no'}; one of its "
+                f"{len(top)} λ (mean {metric} ≥ the best λ's lowest seed): "
+                f"{'yes' if any(lam == t for t in top) else 'no'}",
             )
         )
         mean, std, n = m["final"][lam]
