@@ -274,8 +274,8 @@ class _Builder:
         return text
 
     def halving(self) -> str:
-        """4b: the latest successive-halving search (search=halving) against the latest full
-        search (search=lambda): per-rung validation accuracy, compute, wall, chosen λ."""
+        """4b: the last successive-halving search (search=halving) against the last full search
+        (search=lambda), in path order: per-rung validation accuracy, compute, wall, chosen λ."""
         out = "### 4b. λ search by successive halving\n\n"
         halvings = [s for s in self.g.searches if isinstance(s.get("halving"), dict)]
         fulls = [s for s in self.g.searches if "halving" not in s]
