@@ -304,7 +304,10 @@ class _Builder:
                 )
             text += (
                 ". Its model-steps are what training every λ × seed the halving search tried "
-                "to the full budget costs.\n\n"
+                "to the full budget costs. Where the full search trained its λ in bundles, its "
+                "numbers at a λ differ from a lone survivor's by their rounding (float32 "
+                "training amplifies it), so the two searches' accuracies at one λ need not "
+                "agree.\n\n"
             )
         finals = self.g.runs[self.g.runs["experiment"] == "final"] if len(self.g.runs) else None
         lines = [

@@ -166,7 +166,11 @@ def halving_figure(halving: dict, full: dict | None) -> Figure:
                 color=RUNG_COLORS[j % len(RUNG_COLORS)],
                 ms=4 + 2 * j,
                 label=f"rung {rung['rung']}: "
-                + (f"{stop:g} cycles" if stop is not None else "full budget")
+                + (
+                    f"{stop:g} cycle{'' if stop == 1 else 's'}"
+                    if stop is not None
+                    else "full budget"
+                )
                 + f", {len(rows)} λ",
             )
         ax.set_xscale("log")
