@@ -342,3 +342,20 @@ def test_each_rung_keeps_the_best_third_by_the_mean_over_seeds(tmp_path, capsys)
     assert fine[-1]["lambdas"] == [outcome["chosen_lambda"]]
     assert [row["rung"] for row in outcome["coarse"]] == [1, 2, 3, 1, 1, 1]
     assert f"chosen λ = {outcome['chosen_lambda']:.6g}" in out
+
+
+def test_the_sweep_plan_counts_every_rung(tmp_path):
+    """What Hydra callbacks (tracking) are told before the search starts."""
+    from test_tracking_jobs import sweep_config
+
+    from mlp.sweep.plan import sweep_plan
+
+    plan = sweep_plan(sweep_config(tmp_path, "search=halving"))
+    assert plan == [
+        ("coarse-rung1", 18),
+        ("coarse-rung2", 6),
+        ("coarse-rung3", 3),
+        ("fine-rung1", 30),
+        ("fine-rung2", 9),
+        ("fine-rung3", 3),
+    ]
