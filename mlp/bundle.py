@@ -18,7 +18,7 @@ import numpy as np
 
 from mlp.data import Dataset
 from mlp.sgd import SGDStep, fused_gemm, times_w1t
-from mlp.train import evaluation_record, plan_run
+from mlp.train import evaluation_record, plan_run, plan_segment
 
 
 class BundleStep:
@@ -87,36 +87,48 @@ class BundleStep:
 def train_bundle(
     ds: Dataset, params_list: list[dict[str, np.ndarray]], train_cfg, lams: list[float], seed: int
 ) -> dict:
-    """Train every model in place, as mlp.train.train would train each alone; returns the
-    shared timings and one history per model."""
+    """Train every model in place over the shared segment (the whole run or a rung), as
+    mlp.train.train would train each alone; returns the shared timings, one history per model
+    and each model's record at the segment's end ("lasts")."""
     plan = plan_run(train_cfg, len(ds.train))
+    seg = plan_segment(train_cfg, plan)
     stepper = BundleStep(params_list, plan.batch, ds.mean, ds.inv_std)
     histories: list[list[dict]] = [[] for _ in lams]
     eval_s = [0.0] * len(lams)
 
-    def record_all(t: int) -> None:
+    def record_all(t: int) -> list[dict]:
+        records = []
         for j, (params, lam) in enumerate(zip(stepper.params, lams, strict=True)):
             start = time.perf_counter()
-            histories[j].append(
+            records.append(
                 evaluation_record(params, ds, lam, t, t / plan.steps_per_epoch, plan.eta_at(t))
             )
             eval_s[j] += time.perf_counter() - start
+        return records
 
     start = time.perf_counter()
-    if 0 in plan.marks:
-        record_all(0)
-    for t, idx in plan.batches(seed):
+    if seg.start == 0 and 0 in plan.marks:
+        for history, rec in zip(histories, record_all(0), strict=True):
+            history.append(rec)
+    for t, idx in plan.batches(seed, seg.start, seg.stop):
         stepper.step(ds.train.x, ds.train.y, idx, lams, plan.etas[t])
         if t + 1 in plan.marks:
-            record_all(t + 1)
+            for history, rec in zip(histories, record_all(t + 1), strict=True):
+                history.append(rec)
+    if seg.stop in plan.marks:
+        lasts = [history[-1] for history in histories]
+    else:  # a rung ending between record points: its end is measured, not recorded
+        lasts = record_all(seg.stop)
     total = time.perf_counter() - start
     step_s = total - sum(eval_s)
     return {
         "histories": histories,
+        "lasts": lasts,
         "n_s": plan.n_s,
         "steps": plan.steps,
+        "segment": [seg.start, seg.stop],
         "train_s": total,
         "eval_s": eval_s,
         "step_s": step_s,
-        "samples_per_s": plan.steps * plan.batch * len(lams) / max(step_s, 1e-9),
+        "samples_per_s": (seg.stop - seg.start) * plan.batch * len(lams) / max(step_s, 1e-9),
     }

@@ -29,9 +29,12 @@ def draw_lambda(search_cfg, seed: int) -> float:
     return float(10 ** rng.uniform(np.log10(search_cfg.low), np.log10(search_cfg.high)))
 
 
-def run_experiment(cfg: DictConfig, raw: RawData | None = None) -> dict:
+def run_experiment(
+    cfg: DictConfig, raw: RawData | None = None, state: dict[str, np.ndarray] | None = None
+) -> dict:
     """Validate, load data (unless raw is given: a sweep task's shipped arrays), run; the
-    returned dict is what result.json holds."""
+    returned dict is what result.json holds. A rung (train.rung) starts from `state`, the
+    params at its start (none at step 0), and returns its end's params as result["state"]."""
     check_config(cfg)
     cfg = cfg.copy()
     if cfg["lambda"] is None:
@@ -45,7 +48,7 @@ def run_experiment(cfg: DictConfig, raw: RawData | None = None) -> dict:
         if cfg.kind == "gradcheck":
             result.update(_gradcheck(cfg, ds))
         else:
-            result.update(_train(cfg, ds))
+            result.update(_train(cfg, ds, state))
     result["wall_s"] = time.perf_counter() - start
     result["config"] = OmegaConf.to_container(cfg, resolve=True)
     return result
@@ -76,17 +79,51 @@ def initial_params(cfg: DictConfig, ds) -> dict[str, np.ndarray]:
     )
 
 
-def _train(cfg: DictConfig, ds) -> dict:
-    lam = float(cfg["lambda"])
+def start_params(cfg: DictConfig, ds, state: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """A run's params at its first step: the initialisation, or for a rung that starts after
+    step 0 a copy of `state` (the params a previous rung ended with), checked against it."""
     params = initial_params(cfg, ds)
+    rung = cfg.train.get("rung")
+    if rung is None or not rung.get("start"):
+        if state is not None:
+            raise UserError(
+                "a state was given to a run that starts at step 0 (no train.rung.start)"
+            )
+        return params
+    if state is None:
+        raise UserError(
+            f"train.rung.start={rung.start} needs the params at that cycle (the previous rung's state)"
+        )
+    for name, p in params.items():
+        given = state.get(name)
+        if given is None or given.shape != p.shape or given.dtype != p.dtype:
+            what = "missing" if given is None else f"{given.dtype} {given.shape}"
+            raise UserError(f"rung state {name} is {what}; the run needs {p.dtype} {p.shape}")
+    return {name: np.array(state[name], copy=True) for name in params}
+
+
+def _train(cfg: DictConfig, ds, state: dict[str, np.ndarray] | None = None) -> dict:
+    lam = float(cfg["lambda"])
+    params = start_params(cfg, ds, state)
     run = train(ds, params, cfg.train, lam, cfg.seed)
-    return train_result(run, params, ds, lam)
+    return train_result(run, params, ds, lam, cfg.train.get("rung") is not None)
 
 
-def train_result(run: dict, params: dict[str, np.ndarray], ds, lam: float) -> dict:
-    """A trained model's result fields: its run's history and timings, final and test metrics."""
-    last = run["history"][-1]
+def train_result(
+    run: dict, params: dict[str, np.ndarray], ds, lam: float, rung: bool = False
+) -> dict:
+    """A trained model's result fields: its run's history and timings, final and test metrics;
+    for a rung also its segment (steps) and its end's params ("state", which the sweep driver
+    takes out of the result and keeps beside the store)."""
+    last = run.get("last") or run["history"][-1]
     test = evaluate(params, ds.test, ds.mean, ds.inv_std, lam)
+    extra = {}
+    if rung:
+        start, stop = run["segment"]
+        extra = {
+            "rung": {"start_step": start, "stop_step": stop, "steps": stop - start},
+            "state": {name: np.array(p, copy=True) for name, p in params.items()},
+        }
     return {
         "history": run["history"],
         "n_s": run["n_s"],
@@ -102,6 +139,7 @@ def train_result(run: dict, params: dict[str, np.ndarray], ds, lam: float) -> di
         "final_train_cost": last["train_cost"],
         "final_val_cost": last["val_cost"],
         "test_loss": test["loss"],
+        **extra,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -74,9 +75,40 @@ class RunPlan:
     marks: frozenset[int]
     steps_per_epoch: int
 
-    def batches(self, seed: int):
-        """minibatches() over the shuffling stream of seed, independent of the init stream."""
-        return minibatches(np.random.default_rng([seed, 1]), self.n, self.batch, self.steps)
+    def batches(self, seed: int, start: int = 0, stop: int | None = None):
+        """minibatches() over the shuffling stream of seed, independent of the init stream; from
+        step `start` (the stream's first batches are drawn and skipped: a continued run sees the
+        batches it would have seen in one go) up to step `stop` (default: the end)."""
+        stop = self.steps if stop is None else stop
+        stream = minibatches(np.random.default_rng([seed, 1]), self.n, self.batch, stop)
+        return itertools.islice(stream, start, None)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The steps a run trains: [start, stop) of its plan's full budget. The whole run is
+    (0, plan.steps); a rung of a successive-halving search (train.rung, in cycles) is a part of
+    it, trained on the full budget's schedule and batch stream, so rungs run one after another
+    end exactly where the whole run ends."""
+
+    start: int
+    stop: int
+
+
+def cycle_step(plan: RunPlan, cycles) -> int:
+    """The step at which `cycles` cycles of the plan's cyclic schedule end (null: the end)."""
+    if cycles is None:
+        return plan.steps
+    assert plan.n_s is not None, "rungs are cycles of a cyclic schedule (validate checks it)"
+    return int(round(2 * plan.n_s * float(cycles)))
+
+
+def plan_segment(train_cfg, plan: RunPlan) -> Segment:
+    """train.rung {start, stop} (cycles; stop null: the full budget) as steps; no rung: the whole run."""
+    rung = train_cfg.get("rung")
+    if rung is None:
+        return Segment(0, plan.steps)
+    return Segment(cycle_step(plan, rung.get("start") or 0), cycle_step(plan, rung.get("stop")))
 
 
 def plan_run(train_cfg, n: int) -> RunPlan:
@@ -117,8 +149,12 @@ def evaluation_record(
 
 
 def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, seed: int) -> dict:
-    """Train params in place; returns history records and timings (plain data)."""
+    """Train params in place over the run's segment (the whole run, or a rung: params then
+    hold the state at the rung's start); returns history records and timings (plain data).
+    The history holds the plan's record points inside the segment; "last" is the record at
+    its end (the final metrics), a record point or not."""
     plan = plan_run(train_cfg, len(ds.train))
+    seg = plan_segment(train_cfg, plan)
     stepper = SGDStep(params, plan.batch, ds.mean, ds.inv_std)
     history, eval_s = [], 0.0
     progress = run_progress.start(plan.steps)
@@ -133,21 +169,27 @@ def train(ds: Dataset, params: dict[str, np.ndarray], train_cfg, lam: float, see
         progress.record(t, history[-1]["train_loss"])
 
     start = time.perf_counter()
-    if 0 in plan.marks:
+    if seg.start == 0 and 0 in plan.marks:
         record(0)
-    for t, idx in plan.batches(seed):
+    for t, idx in plan.batches(seed, seg.start, seg.stop):
         stepper.step(ds.train.x, ds.train.y, idx, lam, plan.etas[t])
         if t + 1 >= progress.next_step:
             progress.step(t + 1)
         if t + 1 in plan.marks:
             record(t + 1)
+    last = history[-1] if history and history[-1]["step"] == seg.stop else None
+    if last is None:  # a rung ending between record points: its end is measured, not recorded
+        record(seg.stop)
+        last = history.pop()
     total = time.perf_counter() - start
     progress.close()
     return {
         "history": history,
+        "last": last,
         "n_s": plan.n_s,
         "steps": plan.steps,
+        "segment": [seg.start, seg.stop],
         "train_s": total,
         "eval_s": eval_s,
-        "samples_per_s": plan.steps * plan.batch / max(total - eval_s, 1e-9),
+        "samples_per_s": (seg.stop - seg.start) * plan.batch / max(total - eval_s, 1e-9),
     }

@@ -65,6 +65,8 @@ def check_config(cfg) -> None:
         _positive_int(t.record_every, "train.record_every")
     if t.blas_threads is not None:
         _positive_int(t.blas_threads, "train.blas_threads")
+    if t.get("rung") is not None:
+        check_rung(t)
     check_split(cfg.split)
     if lam is None and "search" not in cfg:
         raise UserError(
@@ -73,6 +75,30 @@ def check_config(cfg) -> None:
     if "search" in cfg and "low" in cfg.search and not 0 < cfg.search.low <= cfg.search.high:
         raise UserError(
             f"search.low={cfg.search.low} and search.high={cfg.search.high} must satisfy 0 < low ≤ high"
+        )
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_rung(t) -> None:
+    """train.rung {start, stop}: a part of a cyclic run, in cycles, 0 ≤ start < stop ≤ cycles
+    (start null: 0; stop null: train.cycles)."""
+    if t.schedule != "cyclic":
+        raise UserError(
+            f"train.rung needs train.schedule=cyclic (rungs are cycles), not {t.schedule!r}"
+        )
+    unknown = sorted(set(t.rung) - {"start", "stop"})
+    if unknown:
+        raise UserError(f"train.rung.{unknown[0]} is not a rung key (allowed: start, stop)")
+    start = t.rung.get("start") or 0
+    stop = t.rung.get("stop")
+    stop = t.cycles if stop is None else stop
+    if not _number(start) or not _number(stop) or not 0 <= start < stop <= t.cycles:
+        raise UserError(
+            f"train.rung start={t.rung.get('start')!r}, stop={t.rung.get('stop')!r} must satisfy "
+            f"0 ≤ start < stop ≤ train.cycles={t.cycles} (cycles; null: 0 and train.cycles)"
         )
 
 

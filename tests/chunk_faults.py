@@ -31,7 +31,7 @@ def install() -> None:
     folder = Path(os.environ[FAULTS])
     plan = kills()
 
-    def run_experiment(cfg, raw=None):
+    def run_experiment(cfg, raw=None, **kwargs):  # kwargs: a rung's start state
         seed = int(cfg.seed)
         with open(folder / "runs.log", "a") as f:
             f.write(f"{seed} {os.getpid()}\n")
@@ -40,7 +40,7 @@ def install() -> None:
             if killed < plan[seed]:
                 (folder / f"killed-{seed}-{killed}").touch()
                 os._exit(1)  # the worker dies mid-chunk, as on a segfault or the OOM killer
-        return real(cfg, raw=raw)
+        return real(cfg, raw=raw, **kwargs)
 
     task.run_experiment = run_experiment
 

@@ -6,6 +6,7 @@ only (never `ray stop`, which would stop every Ray instance on the machine).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -15,7 +16,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import SMALL_SYNTHETIC
@@ -346,3 +349,56 @@ class JobLog(Callback):
                 "val_acc": job_return.return_value["val_acc"] if ok else None,
             }
         )
+
+
+# The head declares a silent node dead after 3 missed 1 s health checks (Ray's default: 5 × 3 s).
+FAST_NODE_DEATH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+
+
+@contextlib.contextmanager
+def local_cluster(logs: Path, workers: list[dict]) -> Iterator[list[RayNode]]:
+    """A head with 0 CPUs (FAST_NODE_DEATH) and one 1-CPU worker node per entry of workers
+    (each entry: more RayNode arguments); yields [head, worker 1, ...], stops them all after."""
+    head = RayNode(logs / "head.log", num_cpus=0, env_extra=FAST_NODE_DEATH)
+    nodes = [head]
+    try:
+        head.wait_started()
+        for k, extra in enumerate(workers, start=1):
+            nodes.append(
+                RayNode(logs / f"worker{k}.log", num_cpus=1, head_address=head.address, **extra)
+            )
+        for node in nodes[1:]:
+            node.wait_started()
+        wait_for_nodes(head.address, len(nodes))
+        yield nodes
+    finally:
+        stop_nodes(nodes)
+
+
+def search_outcome(sweep_dir: Path) -> dict:
+    """A search's lambda_search.json without what differs between two runs of it: the driver's
+    wall per rung and the overrides (they hold the sweep's own folders)."""
+    out = json.loads((sweep_dir / "lambda_search.json").read_text())
+    out.pop("job_overrides")
+    for stage in out.get("halving", {}).get("stages", {}).values():
+        for r in stage:
+            r.pop("wall_s")
+    return out
+
+
+def when_stderr_shows(proc: subprocess.Popen, text: str, action) -> threading.Event:
+    """Read proc's stderr (bytes) on a thread; call action() once, the moment `text` appears.
+    The returned event is set then."""
+    seen = threading.Event()
+
+    def watch() -> None:
+        buf = b""
+        assert proc.stderr is not None
+        while chunk := proc.stderr.read1(4096):  # type: ignore[attr-defined]
+            buf = (buf + chunk)[-4096:]
+            if text.encode() in buf and not seen.is_set():
+                seen.set()
+                action()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return seen

@@ -16,14 +16,12 @@ from omegaconf import OmegaConf
 from sweep_support import (
     ROOT,
     SMALL,
-    RayNode,
+    local_cluster,
     results,
     rows,
     run_sweep,
-    stop_nodes,
     task_pids,
     venv_env,
-    wait_for_nodes,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray, pytest.mark.slow, pytest.mark.real_data]
@@ -45,8 +43,6 @@ def real(archive: Path) -> list[str]:
     ]
 
 
-# The head declares a silent node dead after 3 missed 1 s health checks (Ray's default: 5 × 3 s).
-FAST_NODE_DEATH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
 COMPARED = (
     "val_acc",
     "test_acc",
@@ -67,27 +63,10 @@ COMPARED = (
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, shared_archive):
     CACHE.mkdir(parents=True, exist_ok=True)
-    logs = tmp_path_factory.mktemp("nodes")
-    head = RayNode(logs / "head.log", num_cpus=0, env_extra=FAST_NODE_DEATH)
-    nodes = [head]
-    try:
-        head.wait_started()
-        for k in (1, 2):
-            nodes.append(
-                RayNode(
-                    logs / f"worker{k}.log",
-                    num_cpus=1,
-                    head_address=head.address,
-                    hide=(ROOT, shared_archive.parent, CACHE),
-                    extra_args=(f'--resources={{"node{k}": 4}}',),
-                )
-            )
-        for node in nodes[1:]:
-            node.wait_started()
-        wait_for_nodes(head.address, 3)
-        yield head, nodes[1], nodes[2]
-    finally:
-        stop_nodes(nodes)
+    hide = (ROOT, shared_archive.parent, CACHE)
+    workers = [{"hide": hide, "extra_args": (f'--resources={{"node{k}": 4}}',)} for k in (1, 2)]
+    with local_cluster(tmp_path_factory.mktemp("nodes"), workers) as (head, w1, w2):
+        yield head, w1, w2
 
 
 def on_cluster(head) -> list[str]:

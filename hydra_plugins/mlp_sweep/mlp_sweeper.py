@@ -58,7 +58,7 @@ class MlpSweeper(Sweeper):
             if searching:
                 from mlp.sweep.search import run_search
 
-                outcome = run_search(self.config, overrides, self._launch_stage)
+                outcome = run_search(self.config, overrides, self._launch_stage, self._check_job)
             else:
                 from mlp.sweep.grid import grid
 
@@ -112,6 +112,12 @@ class MlpSweeper(Sweeper):
             f"(store {runner.store.root})",
             flush=True,
         )
+
+    def _check_job(self, job_overrides) -> None:
+        """Compose and check one job as the launcher would (a UserError names it)."""
+        prepare = getattr(self.launcher.get_runner(), "prepare", None)
+        if prepare is not None:
+            prepare(0, list(job_overrides), None)
 
     def _launch_stage(self, batch, initial_job_idx: int, stage):
         self.launcher.stage = stage

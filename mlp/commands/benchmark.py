@@ -1,6 +1,7 @@
 """Every performance figure of the project, measured side by side, as one table.
 
-  mlp-bench                       # all parts (about 5 minutes on 2 cores)
+  mlp-bench                       # all parts but halving (about 5 minutes on 2 cores)
+  mlp-bench --parts halving       # search=halving against search=lambda on real data (~10 min)
   mlp-bench --parts peak,step     # just the training step against the GEMM peak
   mlp-bench --quick               # small sizes, no end-to-end runs or sweep (~30 s)
 
@@ -19,12 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlp.bench import bundle, e2e, floor, peak, steps, sweep, sweep_scale
+from mlp.bench import bundle, e2e, floor, halving, peak, steps, sweep, sweep_scale
 from mlp.bench import data as bdata
 from mlp.bench.machine import machine_line
 from mlp.bench.table import Row, as_text, write
 
-PARTS = ("peak", "step", "data", "train", "sweep", "bundle", "sweep-scale", "floor")
+PARTS = ("peak", "step", "data", "train", "sweep", "bundle", "sweep-scale", "floor", "halving")
+DEFAULT_PARTS = PARTS[:-1]  # halving (three real-data searches and 9 final models) on request
 QUICK_PARTS = ("peak", "step", "data")
 NAN = float("nan")
 # The team's shared archive, relative to the repository (the folder mlp-bench runs from), like
@@ -41,7 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--parts",
         default=None,
-        help=f"comma list of {','.join(PARTS)} (default: all; --quick: {','.join(QUICK_PARTS)})",
+        help=f"comma list of {','.join(PARTS)} (default: all but halving; --quick: "
+        f"{','.join(QUICK_PARTS)})",
     )
     ap.add_argument(
         "--quick", action="store_true", help="small sizes: a smoke run of the tool itself"
@@ -64,10 +67,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
     ap.add_argument("--scale-sizes", default=None, help="sweep-scale: job counts (default 10000)")
+    ap.add_argument(
+        "--halving-dir",
+        default=None,
+        help="halving: keep the searches' folders here (default: a temporary folder)",
+    )
     ap.add_argument("--tag", default="", help="file name suffix: <date>-<tag>.csv|md")
     ap.add_argument("--out", type=Path, default=Path("outputs/benchmarks"))
     args = ap.parse_args(argv)
-    args.parts = _csv(args.parts) if args.parts else list(QUICK_PARTS if args.quick else PARTS)
+    args.parts = (
+        _csv(args.parts) if args.parts else list(QUICK_PARTS if args.quick else DEFAULT_PARTS)
+    )
     bad = [p for p in args.parts if p not in PARTS]
     if bad:
         ap.error(f"unknown part(s) {', '.join(bad)} (allowed: {', '.join(PARTS)})")
@@ -247,6 +257,8 @@ def run(argv: list[str] | None = None) -> int:
         sweep_scale.part_sweep_scale(args, rows)
     if "floor" in args.parts:
         floor.part_floor(args, rows)
+    if "halving" in args.parts:
+        halving.part_halving(args, rows)
     header = f"Command: `{command.strip()}`  \nDate: {now:%Y-%m-%d %H:%M} UTC  \nMachine: {machine}"
     stem = (
         f"{now:%Y-%m-%d}" + ("-quick" if args.quick else "") + (f"-{args.tag}" if args.tag else "")

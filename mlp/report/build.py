@@ -273,6 +273,89 @@ class _Builder:
             )
         return text
 
+    def halving(self) -> str:
+        """4b, when a search=halving result is found: the last one against the last full search
+        (search=lambda), in path order: per-rung validation accuracy, compute, wall, chosen λ."""
+        out = "### 4b. λ search by successive halving\n\n"
+        halvings = [s for s in self.g.searches if isinstance(s.get("halving"), dict)]
+        fulls = [s for s in self.g.searches if "halving" not in s]
+        if not halvings:  # an optional search: no section without one
+            return ""
+        h = halvings[-1]
+        f = fulls[-1] if fulls else None
+        hv = h["halving"]
+        self.report.figures["lambda_halving"] = F.halving_figure(hv, f)
+        text = out + (
+            f"Search `{h['_path']}`: every λ × seed of a stage trains to the first rung, the best "
+            f"⌊n/η⌋ (η = {hv['eta']:g}) by mean {h['metric']} go on from where they stopped, rungs "
+            f"at {', '.join(f'{r:g}' for r in hv['rungs'])} cycles, then the full budget. "
+            "A survivor's final numbers are those of the same job trained in one go.\n\n"
+        )
+        rows = [("successive halving", h, hv["model_steps"])]
+        if f is not None:
+            rows.insert(0, ("full search", f, hv.get("full_model_steps")))
+            text += f"Compared with the full search `{f['_path']}`"
+            if hv.get("full_model_steps") and f.get("fine") and h.get("fine"):
+                same = {r["lambda"] for r in f["fine"]} == {r["lambda"] for r in h["fine"]}
+                text += (
+                    " (the same fine λ)"
+                    if same
+                    else " (other fine λ: its coarse stage chose another centre)"
+                )
+            text += (
+                ". Its model-steps are what training every λ × seed the halving search tried "
+                "to the full budget costs. Where the full search trained its λ in bundles, its "
+                "numbers at a λ differ from a lone survivor's by their rounding (float32 "
+                "training amplifies it), so the two searches' accuracies at one λ need not "
+                "agree.\n\n"
+            )
+        finals = self.g.runs[self.g.runs["experiment"] == "final"] if len(self.g.runs) else None
+        lines = [
+            "| search | model-steps | wall (s) | chosen λ | its mean val acc | its mean test acc "
+            "(search model) | final test acc (`final`, mean ± std, n) |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for label, s, steps in rows:
+            lam = float(s["chosen_lambda"])
+            final = "—"
+            if finals is not None and len(finals):
+                m = finals[np.isclose(finals["lambda"], lam, rtol=1e-9, atol=0)]
+                if len(m):
+                    acc = m["test_acc"].astype(float)
+                    final = fmt_mean_std("test_acc", acc.mean(), acc.std(ddof=1)) + f" ({len(m)})"
+            wall = s.get("_sweep_wall_s")
+            lines.append(
+                f"| {label} | {'—' if steps is None else f'{int(steps):,}'} | "
+                f"{'—' if wall is None else f'{wall:.0f}'} | {lam:.6g} | "
+                f"{_pct(s.get('fine_best_val_acc'))} | {_pct(s.get('fine_best_test_acc'))} | {final} |"
+            )
+        text += "\n".join(lines) + "\n\n"
+        if f is not None and hv.get("full_model_steps") and hv["model_steps"]:
+            text += f"Model-steps: {hv['full_model_steps'] / hv['model_steps']:.2f}× fewer"
+            fw, hw = f.get("_sweep_wall_s"), h.get("_sweep_wall_s")
+            if fw and hw:
+                text += (
+                    f"; wall: {fw / hw:.2f}× less (each sweep's `sweep.json`, Ray start included)"
+                )
+            text += ".\n\n"
+        text += "| stage | rung | cycles | λ | jobs | model-steps | kept |\n|---|---:|---|---:|---:|---:|---|\n"
+        for stage, rungs in hv["stages"].items():
+            for r in rungs:
+                cycles = f"{r['start_cycles']:g}–" + (
+                    f"{r['stop_cycles']:g}" if r["stop_cycles"] is not None else "end"
+                )
+                kept = ", ".join(f"{lam:.4g}" for lam in r["kept"]) or "—"
+                text += (
+                    f"| {stage} | {r['rung']} | {cycles} | {len(r['lambdas'])} | {r['jobs']} | "
+                    f"{r['model_steps']:,} | {kept} |\n"
+                )
+        return (
+            text
+            + "\n"
+            + M.figure("lambda_halving", "validation accuracy per λ at each rung")
+            + "\n"
+        )
+
     def others(self) -> str:
         names = sorted(set(self.g.runs["experiment"]) - set(KNOWN))
         if not names:
@@ -317,6 +400,7 @@ class _Builder:
             self.training("cyclic_1cycle", "3a", "One cycle", level="###"),
             self.training("cyclic_3cycles", "3b", "Three cycles", level="###"),
             lam,
+            self.halving(),
             self.training("final", "5", "Final model", prefer_lambda=self.report.chosen_lambda),
             self.others(),
         ]

@@ -135,6 +135,53 @@ def lambda_figure(
     return fig
 
 
+RUNG_COLORS = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown")
+
+
+def halving_figure(halving: dict, full: dict | None) -> Figure:
+    """Validation accuracy (mean over seeds) per λ at each rung of a successive-halving search,
+    one panel per stage; the full search's λ at the full budget in grey, for comparison."""
+    stages = list(halving["stages"])
+    fig = Figure(figsize=(4.2 * len(stages), 4.0))
+    for i, stage in enumerate(stages):
+        ax = fig.add_subplot(1, len(stages), i + 1)
+        if full is not None and full.get(stage):
+            rows = [r for r in full[stage] if r.get("val_acc_mean") is not None]
+            ax.plot(
+                [r["lambda"] for r in rows],
+                [100 * r["val_acc_mean"] for r in rows],
+                "x",
+                color="tab:gray",
+                ms=7,
+                label="full search (full budget)",
+            )
+        for j, rung in enumerate(halving["stages"][stage]):
+            rows = [r for r in rung["table"] if r.get("val_acc_mean") is not None]
+            stop = rung["stop_cycles"]
+            ax.plot(
+                [r["lambda"] for r in rows],
+                [100 * r["val_acc_mean"] for r in rows],
+                "o",
+                mfc="none" if stop is not None else RUNG_COLORS[j % len(RUNG_COLORS)],
+                color=RUNG_COLORS[j % len(RUNG_COLORS)],
+                ms=4 + 2 * j,
+                label=f"rung {rung['rung']}: "
+                + (
+                    f"{stop:g} cycle{'' if stop == 1 else 's'}"
+                    if stop is not None
+                    else "full budget"
+                )
+                + f", {len(rows)} λ",
+            )
+        ax.set_xscale("log")
+        ax.set(title=f"{stage} stage", xlabel="λ (log scale)", ylabel="validation accuracy (%)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Successive halving: validation accuracy per λ at each rung (mean over seeds)")
+    fig.tight_layout()
+    return fig
+
+
 def save_png(fig: Figure, path: Path) -> None:
     """PNG without the matplotlib version/date metadata, written atomically: same figure, same bytes."""
     buf = io.BytesIO()

@@ -48,9 +48,11 @@ class Gathered:
     runs: pd.DataFrame  # one row per usable result (duplicates dropped)
     results: dict[str, dict]  # path → the result dict (for histories, gradcheck tables)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, why it was skipped)
-    searches: list[dict] = field(default_factory=list)  # lambda_search.json files, "_path" added
+    # lambda_search.json files, "_path" and "_sweep_wall_s" (its sweep.json's wall_s) added
+    searches: list[dict] = field(default_factory=list)
     reproductions: list[dict] = field(default_factory=list)  # reproduce.json files, "_path" added
     duplicates: int = 0
+    rungs: int = 0  # rung results (search=halving): parts of runs, left out of the tables
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -210,6 +212,13 @@ def _table_results(path: Path, shown: str) -> list[tuple[str, dict | None, str |
     return out
 
 
+def _sweep_wall(folder: Path) -> float | None:
+    """The wall time its sweep.json records, if it has one."""
+    obj, err = _load(folder / "sweep.json") if (folder / "sweep.json").is_file() else (None, "")
+    wall = obj.get("wall_s") if isinstance(obj, dict) and err is None else None
+    return float(wall) if isinstance(wall, (int, float)) and _finite(wall) else None
+
+
 def gather(roots: list[Path], exclude: Sequence[Path] = (), base: Path | None = None) -> Gathered:
     """Read every result below roots; unusable files become (path, reason) problems, never errors."""
     results: dict[str, dict] = {}
@@ -225,7 +234,11 @@ def gather(roots: list[Path], exclude: Sequence[Path] = (), base: Path | None = 
             continue
         obj, err = _load(path)
         found.append((_display(path, base), obj, err))
+    rungs = 0
     for shown, obj, err in found:
+        if err is None and isinstance(obj, dict) and "rung" in obj:
+            rungs += 1  # a part of a run (search=halving): its search's own section shows it
+            continue
         err = err or _check(obj, Path(shown))
         if err or obj is None:
             problems.append((shown, err or "empty"))
@@ -251,7 +264,7 @@ def gather(roots: list[Path], exclude: Sequence[Path] = (), base: Path | None = 
         if err or obj is None:
             problems.append((shown, err or "empty"))
             continue
-        searches.append({**obj, "_path": shown})
+        searches.append({**obj, "_path": shown, "_sweep_wall_s": _sweep_wall(path.parent)})
     reproductions = []
     for path in _files(roots, REPRODUCE_NAME, list(exclude)):
         obj, err = _load(path)
@@ -264,6 +277,7 @@ def gather(roots: list[Path], exclude: Sequence[Path] = (), base: Path | None = 
         searches=searches,
         reproductions=reproductions,
         duplicates=before - len(runs),
+        rungs=rungs,
     )
 
 

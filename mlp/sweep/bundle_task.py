@@ -19,14 +19,15 @@ from mlp.sweep.data_ship import unpack
 from mlp.sweep.task import _where
 
 
-def mlp_sweep_bundle(cfgs: list[dict], data=None) -> list[dict]:
+def mlp_sweep_bundle(cfgs: list[dict], data=None, states=None) -> list[dict]:
     """Run the jobs of one bundle from their resolved configs; data: the arrays the driver
-    shipped through Ray's object store (mlp.sweep.data_ship), or None (each task loads them)."""
+    shipped through Ray's object store (mlp.sweep.data_ship), or None (each task loads them);
+    states: per job, a rung's params at its start (or None)."""
     started_at, t0 = time.time(), time.perf_counter()
     with captured_output() as log:  # the bundle's output: every job's result["log"] (job.log)
         try:
             raw = None if data is None else unpack(data)
-            outcomes = run_bundle([OmegaConf.create(cfg) for cfg in cfgs], raw)
+            outcomes = run_bundle([OmegaConf.create(cfg) for cfg in cfgs], raw, states)
         except Exception as exc:  # the shared part failed: every job of the bundle with it
             outcomes = [exc] * len(cfgs)
         for out in outcomes:

@@ -23,25 +23,29 @@ from mlp.sweep.bundling import failed_result
 from mlp.sweep.task import _where, mlp_sweep_job
 
 
-def run_unit(cfgs: list[dict], data=None) -> list[dict]:
+def run_unit(cfgs: list[dict], data=None, states: list | None = None) -> list[dict]:
     """One unit's results, one per job in cfgs' order: a lone job as mlp_sweep_job runs it, two
-    or more as mlp_sweep_bundle runs them (the one code path of a unit, whatever task runs it)."""
+    or more as mlp_sweep_bundle runs them (the one code path of a unit, whatever task runs it).
+    states: per job, a rung's params at its start (or None); None: no job has one."""
     if len(cfgs) == 1:
-        return [mlp_sweep_job(cfgs[0], data)]
-    return mlp_sweep_bundle(cfgs, data)
+        return [mlp_sweep_job(cfgs[0], data, states[0] if states else None)]
+    return mlp_sweep_bundle(cfgs, data, states)
 
 
-def mlp_sweep_chunk(units: list[list[dict]], data=None) -> Iterator[list[dict]]:
+def mlp_sweep_chunk(
+    units: list[list[dict]], data=None, states: list[list] | None = None
+) -> Iterator[list[dict]]:
     """Run the units in order and yield each one's results as soon as it ends.
 
     data: the arrays the driver shipped through Ray's object store (one data config for every
-    unit of the chunk), or None (each job loads its data). Both task bodies already return a
-    job's error as a failed result; anything else that escapes a unit (never expected) fails
-    that unit's jobs only, and the next unit still runs."""
-    for cfgs in units:
+    unit of the chunk), or None (each job loads its data); states: per unit, per job, the params
+    a rung starts from (a task argument: Ray moves it to the worker, no shared disk), or None.
+    Both task bodies already return a job's error as a failed result; anything else that
+    escapes a unit (never expected) fails that unit's jobs only, and the next unit still runs."""
+    for i, cfgs in enumerate(units):
         started_at, t0 = time.time(), time.perf_counter()
         try:
-            results = run_unit(cfgs, data)
+            results = run_unit(cfgs, data, states[i] if states else None)
         except Exception as exc:  # recorded, not raised: the chunk's other units go on
             first = (str(exc).strip().splitlines() or [""])[0]
             results = []

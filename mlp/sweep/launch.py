@@ -36,6 +36,7 @@ from mlp.sweep.job_folder import write_job_folder
 from mlp.sweep.progress import Progress
 from mlp.sweep.ray_options import remote_options
 from mlp.sweep.results import SweepTable
+from mlp.sweep.rung_state import RungStates, rung_keys
 from mlp.sweep.store import ResultStore
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -64,6 +65,9 @@ class Job:
     stage: str | None = None
     swept: dict = field(default_factory=dict)
     composed: DictConfig | None = None  # the whole job config, only kept for Hydra callbacks
+    state_in: str | None = None  # a rung job (train.rung): the key of the state it starts from
+    state_out: str | None = None  # ... and of the state it ends with (mlp.sweep.rung_state)
+    state: dict | None = None  # the loaded start state, kept until the job's result is recorded
 
 
 def first_line(text: str, fallback: str = "") -> str:
@@ -127,6 +131,7 @@ class SweepRunner:
             flush_s=float(self.settings.get("store_flush_s", 5.0)),
         )
         self.stored: set[str] | None = None  # hashes with an ok result, loaded at the first launch
+        self.rung_states = RungStates(self.store.root)
         self.composer = JobComposer(master, config_loader)
         self.table = SweepTable(self.sweep_dir)
         self.fingerprints: dict[str, str | None] = {}
@@ -159,7 +164,21 @@ class SweepRunner:
         key = config_hash(plain, self.fingerprints.get(root) if root is not None else None)
         job = Job(num, list(overrides), plain, key, subdir, stage, composed=snapshot)
         job.swept = _swept_values(job.overrides, self.swept_keys)
+        if plain["train"].get("rung") is not None:
+            fingerprint = self.fingerprints.get(root) if root is not None else None
+            job.state_in, job.state_out = rung_keys(plain, fingerprint)
         return job
+
+    def is_stored(self, job: Job, stored: set[str]) -> bool:
+        """The job's ok result is stored (and, for a rung job, the state it ended with)."""
+        return job.key in stored and (job.state_out is None or self.rung_states.has(job.state_out))
+
+    def load_state(self, job: Job) -> None:
+        """A rung job that starts after cycle 0 gets the state it starts from (a task argument)."""
+        if job.state_in is not None:
+            job.state = self.rung_states.load(
+                job.state_in, f"job {job.num} ({' '.join(job.overrides)})"
+            )
 
     def _note_swept(self, job_overrides) -> None:
         """Keys with more than one value among the jobs become results.csv columns."""
@@ -217,7 +236,8 @@ class SweepRunner:
             """The next job that must run (stored ones are recorded on the way)."""
             for i, overrides in upcoming:
                 job = self.prepare(initial_job_idx + i, list(overrides), stage)
-                if job.key not in stored:
+                if not self.is_stored(job, stored):
+                    self.load_state(job)
                     return job
                 self.table.add(job, "cached", folder=files == "all")
                 if want_returns or files == "all":
@@ -269,7 +289,7 @@ class SweepRunner:
         for i, overrides in enumerate(job_overrides):
             job = self.prepare(i, list(overrides), None)
             counts["jobs"] += 1
-            counts["stored" if job.key in stored else "to_run"] += 1
+            counts["stored" if self.is_stored(job, stored) else "to_run"] += 1
         return counts
 
     def _record_cached(self, jobs: list[Job], returns: dict, folders: bool) -> None:
@@ -381,7 +401,11 @@ class SweepRunner:
         object-store reference unless sweep.data=path); returns its ObjectRefGenerator. The only
         place a task is submitted."""
         cfg, *data = self.shipper.task_args(units[0][0].cfg)
-        return self.remote_functions().remote([[job.cfg for job in unit] for unit in units], *data)
+        states = [[job.state for job in unit] for unit in units]
+        extra = {"states": states} if any(s is not None for u in states for s in u) else {}
+        return self.remote_functions().remote(
+            [[job.cfg for job in unit] for unit in units], *data, **extra
+        )
 
     def receive(
         self,
@@ -422,8 +446,14 @@ class SweepRunner:
         getattr(self.callbacks, event)(config=job.composed, **kwargs)
 
     def _record(self, job: Job, result: dict, status: str, files: str) -> JobReturn:
-        """Store a finished job's result (batched), note its row, write its folder if asked."""
+        """Store a finished job's result (batched), note its row, write its folder if asked. A
+        rung job's end state is taken out of the result and saved first (a stored ok rung
+        result always has its state)."""
         result = dict(result)
+        state = result.pop("state", None)
+        job.state = None
+        if status == "ok" and job.state_out is not None and state is not None:
+            self.rung_states.save(job.state_out, state)
         if "task_started_at" in result:
             started = result["task_started_at"]
             self.first_task_started_at = min(started, self.first_task_started_at or started)

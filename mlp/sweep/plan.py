@@ -31,16 +31,24 @@ def sweep_plan(config: DictConfig) -> list[tuple[str | None, int]] | None:
 
 def _search_plan(config: DictConfig, overrides) -> list[tuple[str | None, int]]:
     """The λ search (mlp.sweep.search.run_search): each coarse λ, then search.fine.n λ, each
-    with every seed."""
+    with every seed; with search.halving, each rung of each stage."""
     from mlp.sweep.search import split_overrides
 
     search = config.search
     _, seeds = split_overrides(overrides)
     n_seeds = len(seeds) if seeds is not None else len(search.seeds)
-    return [
-        ("coarse", len(search.coarse.grid) * n_seeds),
-        ("fine", int(search.fine.n) * n_seeds),
-    ]
+    stages = [("coarse", len(search.coarse.grid)), ("fine", int(search.fine.n))]
+    halving = search.get("halving")
+    if halving is None:
+        return [(stage, n * n_seeds) for stage, n in stages]
+    from mlp.sweep.halving import keep_count  # search=halving: one launch per rung
+
+    plan: list[tuple[str | None, int]] = []
+    for stage, n in stages:  # as many λ go on as keep_count keeps (fewer if some fail)
+        for r in range(1, len(halving.rungs) + 2):
+            plan.append((f"{stage}-rung{r}", n * n_seeds))
+            n = keep_count(n, float(halving.eta))
+    return plan
 
 
 def total_jobs(plan: list[tuple[str | None, int]] | None) -> int | None:

@@ -1,6 +1,7 @@
 """The study's two-stage λ search: a coarse grid, then N λ drawn log-uniformly (seeded)
 around the best coarse value; every λ runs with each configured seed; the best mean
-validation accuracy of the fine stage is the chosen λ.
+validation accuracy of the fine stage is the chosen λ. With search.halving set (search=halving)
+each stage is trained by successive halving instead (mlp.sweep.halving).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 import numpy as np
 
 from mlp.errors import UserError
+from mlp.sweep import halving as halving_mod
 
 CONSUMED = (
     "search",
@@ -116,8 +118,10 @@ def fine_lambdas(center: float, fine) -> tuple[list[float], float, float]:
     return sorted(float(f"{v:.6g}") for v in values), low, high
 
 
-def run_search(config, overrides, launch) -> dict:
-    """launch(job_overrides, initial_job_idx, stage) -> JobReturns; returns lambda_search.json's content."""
+def run_search(config, overrides, launch, check=None) -> dict:
+    """launch(job_overrides, initial_job_idx, stage) -> JobReturns; returns lambda_search.json's
+    content. check(job_overrides), if given, composes and checks one job (search=halving checks
+    every rung before the first starts)."""
     search = config.search
     check_search(search)
     base, seeds = split_overrides(overrides)
@@ -125,19 +129,48 @@ def run_search(config, overrides, launch) -> dict:
     if not seeds:
         raise UserError("search.seeds is empty (give at least one seed)")
     metric = str(search.metric)
+    halving = search.get("halving")
+    if halving is not None:
+        halving_mod.check_halving(halving)
+    runs: dict[str, dict] = {}
+
+    def run_stage(name: str, stage, lambdas: list[float], first_idx: int) -> tuple[list, int]:
+        """(the stage's table of the λ trained to the full budget, the next job number)."""
+
+        def jobs_for(lams, extra=()):
+            return stage_jobs(
+                stage_overrides(stage) + base + list(extra), stage.experiment, lams, seeds
+            )
+
+        if halving is None:
+            jobs = jobs_for(lambdas)
+            table = summarise(lambdas, launch(jobs, first_idx, name), seeds, metric)
+            return table, first_idx + len(jobs)
+        run = halving_mod.run_stage(
+            name, jobs_for, lambdas, seeds, metric, halving, launch, first_idx, summarise, check
+        )
+        runs[name] = run
+        return run["final"], run["next_idx"]
+
     grid = [float(v) for v in search.coarse.grid]
-    coarse_jobs = stage_jobs(
-        stage_overrides(search.coarse) + base, search.coarse.experiment, grid, seeds
-    )
-    coarse = summarise(grid, launch(coarse_jobs, 0, "coarse"), seeds, metric)
+    coarse, next_idx = run_stage("coarse", search.coarse, grid, 0)
     top = best(coarse, metric)
     lambdas, low, high = fine_lambdas(top["lambda"], search.fine)
-    fine_jobs = stage_jobs(
-        stage_overrides(search.fine) + base, search.fine.experiment, lambdas, seeds
-    )
-    fine_returns = launch(fine_jobs, len(coarse_jobs), "fine")
-    fine = summarise(lambdas, fine_returns, seeds, metric)
+    fine, _ = run_stage("fine", search.fine, lambdas, next_idx)
     chosen = best(fine, metric)
+    extra = {}
+    if halving is not None:
+        extra["halving"] = {
+            "eta": float(halving.eta),
+            "rungs": [float(r) for r in halving.rungs],
+            "stages": {name: run["rungs"] for name, run in runs.items()},
+            "model_steps": sum(r["model_steps"] for run in runs.values() for r in run["rungs"]),
+            "full_steps": runs["fine"]["full_steps"],
+            # the same λ of both stages, every one trained to the full budget
+            "full_model_steps": sum(run["full_model_steps"] or 0 for run in runs.values()),
+        }
+        coarse = runs["coarse"]["reached"]  # every λ, at the last rung it reached
+        fine = runs["fine"]["reached"]
     return {
         "chosen_lambda": chosen["lambda"],
         "coarse_best_lambda": top["lambda"],
@@ -151,4 +184,5 @@ def run_search(config, overrides, launch) -> dict:
         "coarse": coarse,
         "fine": fine,
         "job_overrides": base,
+        **extra,
     }

@@ -18,16 +18,17 @@ from mlp.sweep.capture import captured_output
 from mlp.sweep.data_ship import unpack
 
 
-def mlp_sweep_job(cfg: dict, data: dict | None = None) -> dict:
+def mlp_sweep_job(cfg: dict, data: dict | None = None, state: dict | None = None) -> dict:
     """Run one job from its resolved config; the name shows in the worker's process title.
 
     data: the arrays the driver shipped through Ray's object store (mlp.sweep.data_ship), read
-    zero-copy; None (sweep.data=path) loads cfg.data here, as the single-run CLI does."""
+    zero-copy; None (sweep.data=path) loads cfg.data here, as the single-run CLI does.
+    state: a rung's params at its start (train.rung; mlp.sweep.rung_state), else None."""
     started_at, t0 = time.time(), time.perf_counter()
     with captured_output() as log:  # the job's stdout/stderr: returned as result["log"] (job.log)
         try:
             raw = None if data is None else unpack(data)
-            result = run_experiment(OmegaConf.create(cfg), raw=raw)
+            result = run_experiment(OmegaConf.create(cfg), raw=raw, state=state)
             result["status"] = "ok"
         except Exception as exc:  # recorded, not raised: the other jobs go on
             first = (str(exc).strip().splitlines() or [""])[0]
