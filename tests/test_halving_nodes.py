@@ -60,7 +60,7 @@ def test_a_worker_node_lost_mid_rung_costs_only_its_rung_jobs(cluster, tmp_path)
         while not task_pids(w2.proc.pid) and time.time() < deadline:
             time.sleep(0.05)
         if task_pids(w2.proc.pid):
-            w2.stop()  # the whole node: raylet, workers, object store
+            w2.kill()  # the whole node at once: raylet, workers, object store
             stopped.append(time.time())
 
     seen = when_stderr_shows(driver, "[coarse-rung2]", stop_node_2_once_busy)
