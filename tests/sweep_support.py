@@ -114,6 +114,9 @@ class RayNode:
             "--disable-usage-stats",
             f"--num-cpus={num_cpus}",
             "--node-ip-address=127.0.0.1",
+            # Ray's default agent port is one fixed number (52365): a second node or instance on
+            # this machine would find it taken, and the job API would reach the wrong agent
+            f"--dashboard-agent-listen-port={free_port()}",
         ]
         if head_address is None:
             cmd += ["--head", f"--port={self.port}"]
