@@ -87,3 +87,15 @@ def test_progress_line_counts_and_eta(tmp_path):
         p.done, p.cached, p.failed, p.running = 2, 1, 1, 1
         line = p.line()
     assert "3/4 finished" in line and "1 failed" in line and "1 cached" in line and "ETA" in line
+
+
+def test_preflight_tells_a_search_from_an_experiments_own_search_node():
+    """lambda_fine has a `search:` node of its own (its draw interval): a plain sweep of it is no
+    search, and its swept values are checked as any sweep's."""
+    from mlp.sweep.preflight import preflight, searching
+
+    plain = preflight(["-m", "experiment=lambda_fine", "lambda=0.01,0.02"], config_name="sweep")
+    assert "search" in plain and not searching(plain)
+    assert searching(preflight(["search=lambda"], config_name="sweep"))
+    with pytest.raises(UserError, match="lambda=-0.02 must be a number ≥ 0"):
+        preflight(["-m", "experiment=lambda_fine", "lambda=0.01,-0.02"], config_name="sweep")

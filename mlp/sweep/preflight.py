@@ -11,6 +11,7 @@ from __future__ import annotations
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from mlp.cli import CONF_MODULE, check_groups, compose_error
 from mlp.errors import UserError
@@ -46,10 +47,16 @@ def preflight(argv: list[str], config_name: str):
             )
         except Exception as exc:
             raise UserError(compose_error(exc)) from None
-        if args.multirun or "search" in primary:
+        if args.multirun or searching(primary):
             loader = GlobalHydra.instance().config_loader()
             check_sweep(primary, list(args.overrides), loader)
     return primary
+
+
+def searching(primary) -> bool:
+    """A `search` group is chosen (search=lambda|halving), as the sweeper tells it; an experiment's
+    own `search:` node (lambda_fine's draw interval) is not a search."""
+    return OmegaConf.select(primary, "hydra.runtime.choices.search") is not None
 
 
 def check_sweep(primary, overrides: list[str], loader) -> None:
@@ -64,7 +71,7 @@ def check_sweep(primary, overrides: list[str], loader) -> None:
     check_sweep_settings(primary.sweep)
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)  # glob() too
     task = [ov for ov in parsed if not ov.is_hydra_override()]
-    if "search" in primary:
+    if searching(primary):
         from mlp.sweep.search import check_search, split_overrides
 
         check_search(primary.search)
