@@ -179,11 +179,21 @@ class RayNode:
         self.kill()
 
     def kill(self) -> None:
-        """SIGKILL to the whole node at once (raylet, workers, object store): a node that dies."""
+        """SIGKILL to the whole node at once (raylet, workers, object store): a node that dies.
+        Every process below `ray start` is found first: a worker is not always in its group."""
+        import psutil
+
         try:
+            procs = [psutil.Process(self.proc.pid)]
+            procs += procs[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            procs = []
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
+        psutil.wait_procs(procs, timeout=5)
         self.proc.wait(5)
 
 

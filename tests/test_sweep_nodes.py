@@ -184,6 +184,7 @@ def test_killing_a_worker_node_mid_sweep_reruns_its_jobs_on_the_other(cluster, t
             time.sleep(0.2)
         assert task_pids(w2.proc.pid), "no job started on worker node 2"
         w2.kill()  # the whole node at once: raylet, workers, object store
+        killed_at = time.time()
         _, err = driver.communicate(timeout=240)
     finally:
         if driver.poll() is None:
@@ -194,4 +195,8 @@ def test_killing_a_worker_node_mid_sweep_reruns_its_jobs_on_the_other(cluster, t
         "ok"
     }
     assert sorted(int(r["seed"]) for r in rows(tmp_path / "sw")) == [0, 1, 2, 3]
-    assert len({r["node_id"] for r in saved}) == 1  # every finished job ran on the surviving node
+    # a job of node 2 may have finished (and streamed back) before the kill; what finished after
+    # it, the killed node's running job among them, ran on the one surviving node
+    late = [r for r in saved if r["task_started_at"] + r["task_wall_s"] > killed_at]
+    assert late and len({r["node_id"] for r in late}) == 1
+    assert len({r["node_id"] for r in saved}) <= 2
