@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from sweep_support import (
     ROOT,
     SMALL,
+    joining,
     rows,
     run_sweep,
     search_outcome,
@@ -184,7 +185,6 @@ SEARCH = [
     "search.coarse.grid=[1e-4,1e-3,1e-2,1e-1,1]",
     "search.fine.n=4",
     "seed=0,1",
-    "sweep.ray.num_cpus=2",
     "sweep.progress=false",
 ]
 # coarse: 5 λ → 1 → 1; fine: 4 λ → 1 → 1 (η = 3), two seeds each
@@ -192,17 +192,17 @@ RUNG_JOBS = [10, 2, 2, 8, 2, 2]
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory):
-    """One whole search (the reference of the tests below)."""
+def searched(tmp_path_factory, shared_ray):
+    """One whole search (the reference of the tests below), on the suite's shared Ray head."""
     tmp = tmp_path_factory.mktemp("halving")
-    proc = run_sweep(tmp, *SEARCH)
+    proc = run_sweep(tmp, *SEARCH, *joining(shared_ray))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp, search_outcome(tmp / "sw")
 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_survivors_are_the_jobs_trained_alone_and_a_rerun_trains_nothing(searched):
+def test_survivors_are_the_jobs_trained_alone_and_a_rerun_trains_nothing(searched, shared_ray):
     tmp, outcome = searched
     stages = outcome["halving"]["stages"]
     assert [r["jobs"] for st in stages.values() for r in st] == RUNG_JOBS
@@ -216,6 +216,7 @@ def test_survivors_are_the_jobs_trained_alone_and_a_rerun_trains_nothing(searche
         f"lambda={outcome['chosen_lambda']!r}",
         "seed=0,1",
         "sweep.progress=false",
+        *joining(shared_ray),
         sweep_dir="lone",
     )
     assert lone.returncode == 0, lone.stderr[-3000:]
@@ -234,7 +235,7 @@ def test_survivors_are_the_jobs_trained_alone_and_a_rerun_trains_nothing(searche
     steps = sum(r["model_steps"] for st in stages.values() for r in st)
     assert outcome["halving"]["model_steps"] == steps == (10 + 2 + 2 + 8 + 2 + 2) * 40
 
-    again = run_sweep(tmp, *SEARCH, sweep_dir="again")
+    again = run_sweep(tmp, *SEARCH, *joining(shared_ray), sweep_dir="again")
     assert again.returncode == 0, again.stderr[-3000:]
     counts = summary(tmp / "again")
     assert counts["ran"] == 0 and counts["cached"] == sum(RUNG_JOBS)
@@ -248,11 +249,13 @@ LABELS = ["coarse-rung2", "coarse-rung3", "fine-rung1", "fine-rung2", "fine-rung
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.parametrize("label", LABELS)
-def test_a_search_stopped_as_a_rung_begins_resumes_from_the_rungs_before(searched, tmp_path, label):
+def test_a_search_stopped_as_a_rung_begins_resumes_from_the_rungs_before(
+    searched, shared_ray, tmp_path, label
+):
     """SIGTERM the driver the moment rung `label` starts; the same command then trains only that
     rung and the later ones, and ends with the uninterrupted search's outcome."""
     _, reference = searched
-    args = [*SEARCH, "sweep.progress=true", "sweep.store_flush_rows=1"]
+    args = [*SEARCH, *joining(shared_ray), "sweep.progress=true", "sweep.store_flush_rows=1"]
     cmd = [sys.executable, str(ROOT / "runners" / "sweep.py"), *args]
     cmd += [f"hydra.sweep.dir={tmp_path / 'sw'}", f"sweep.store={tmp_path / 'store'}"]
     driver = subprocess.Popen(
@@ -269,7 +272,7 @@ def test_a_search_stopped_as_a_rung_begins_resumes_from_the_rungs_before(searche
     done = sum(RUNG_JOBS[:before])
     assert len(list((tmp_path / "store" / "rung_state").glob("*.npz"))) >= done
 
-    resumed = run_sweep(tmp_path, *SEARCH, sweep_dir="sw2")
+    resumed = run_sweep(tmp_path, *SEARCH, *joining(shared_ray), sweep_dir="sw2")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     counts = summary(tmp_path / "sw2")
     assert counts["cached"] >= done and counts["ran"] + counts["cached"] == sum(RUNG_JOBS)
@@ -281,8 +284,8 @@ def test_a_search_stopped_as_a_rung_begins_resumes_from_the_rungs_before(searche
 
 
 @pytest.mark.ray
-def test_a_halving_search_with_a_rung_past_the_budget_stops_before_any_job(tmp_path):
-    proc = run_sweep(tmp_path, *SEARCH, "search.halving.rungs=[1,3]")
+def test_a_halving_search_with_a_rung_past_the_budget_stops_before_any_job(tmp_path, shared_ray):
+    proc = run_sweep(tmp_path, *SEARCH, "search.halving.rungs=[1,3]", *joining(shared_ray))
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "0 ≤ start < stop ≤ train.cycles=3" in lines[0], proc.stderr
@@ -291,13 +294,17 @@ def test_a_halving_search_with_a_rung_past_the_budget_stops_before_any_job(tmp_p
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_the_report_compares_the_halving_search_with_the_full_one(searched):
+def test_the_report_compares_the_halving_search_with_the_full_one(searched, shared_ray):
     from mlp.report.build import build_report
     from mlp.report.gather import gather
 
     tmp, outcome = searched
     full = run_sweep(
-        tmp, *[a for a in SEARCH if a != "search=halving"], "search=lambda", sweep_dir="full"
+        tmp,
+        *[a for a in SEARCH if a != "search=halving"],
+        "search=lambda",
+        *joining(shared_ray),
+        sweep_dir="full",
     )
     assert full.returncode == 0, full.stderr[-3000:]
     cfg = OmegaConf.load(ROOT / "conf" / "report" / "report.yaml")
