@@ -92,7 +92,8 @@ def test_progress_line_counts_and_eta(tmp_path):
 def test_preflight_tells_a_search_from_an_experiments_own_search_node():
     """lambda_fine has a `search:` node of its own (its draw interval): a plain sweep of it is no
     search, and its swept values are checked as any sweep's."""
-    from mlp.sweep.preflight import preflight, searching
+    from mlp.sweep.plan import searching
+    from mlp.sweep.preflight import preflight
 
     plain = preflight(["-m", "experiment=lambda_fine", "lambda=0.01,0.02"], config_name="sweep")
     assert "search" in plain and not searching(plain)

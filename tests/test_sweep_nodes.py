@@ -199,4 +199,4 @@ def test_killing_a_worker_node_mid_sweep_reruns_its_jobs_on_the_other(cluster, t
     # it, the killed node's running job among them, ran on the one surviving node
     late = [r for r in saved if r["task_started_at"] + r["task_wall_s"] > killed_at]
     assert late and len({r["node_id"] for r in late}) == 1
-    assert len({r["node_id"] for r in saved}) <= 2
+    assert any(r["task_started_at"] > killed_at for r in late)  # the killed job, run again

@@ -45,13 +45,14 @@ class MlpSweeper(Sweeper):
         from mlp.cli import fail
         from mlp.errors import UserError
         from mlp.sweep.launch import SweepStopped, terminate_as_interrupt
+        from mlp.sweep.plan import searching as is_search
 
         terminate_as_interrupt()  # SIGTERM ends the sweep like Ctrl-C: results kept, Ray stopped
 
         try:
             parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
             overrides = parser.parse_overrides(arguments)
-            searching = OmegaConf.select(self.config, "hydra.runtime.choices.search") is not None
+            searching = is_search(self.config)
             if self.config.sweep.get("dry_run"):
                 self._dry_run(overrides, searching)
                 return None

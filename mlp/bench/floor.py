@@ -5,13 +5,19 @@ one-thread rates for the same shapes measured in the same run, over the cores. W
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mlp.bench import bundle, steps
+from mlp.bench.table import Row
 from mlp.train import record_steps, resolve_n_s, total_steps
 
 IMAGES_PER_BATCH = 10_000  # a CIFAR-10 batch file (and the test set)
@@ -104,18 +110,11 @@ def floor_seconds(work: Work, rate: dict[str, float], cores: int) -> dict[str, f
     return parts
 
 
-def part_floor(args, rows: list) -> None:
+def part_floor(args, rows: list[Row]) -> None:
     """Rows: the floor of each kind of work, their sum, and (not --quick) a fresh
     `mlp-reproduce data=cifar10_jpeg` on the archive with its wall against that sum."""
-    import os
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
     from hydra import compose, initialize_config_module
 
-    from mlp.bench.table import Row
     from mlp.cli import CONF_MODULE
 
     with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):

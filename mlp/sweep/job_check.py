@@ -4,6 +4,9 @@ line and no Ray start-up."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from mlp.cli import compose_error
 from mlp.errors import UserError
 from mlp.sweep import bundling, chunking
@@ -31,13 +34,14 @@ class AttrView(dict):
         )
 
 
-def composed_job(composer, num: int, overrides: list[str]) -> tuple[dict, str]:
-    """composer.job(num, overrides), any composition error as one UserError line."""
+@contextmanager
+def compose_errors_in_one_line() -> Iterator[None]:
+    """Any error of composing a config inside the block becomes one UserError line."""
     try:
-        return composer.job(num, overrides)
+        yield
     except UserError:
         raise
-    except Exception as exc:  # noqa: BLE001  (any composition error becomes one line)
+    except Exception as exc:  # noqa: BLE001  (Hydra's and OmegaConf's many error types)
         raise UserError(compose_error(exc)) from None
 
 

@@ -31,7 +31,7 @@ from mlp.result_schema import config_hash
 from mlp.sweep import bundling, chunking, ray_session
 from mlp.sweep.compose import JobComposer
 from mlp.sweep.data_ship import DataShipper, data_key, size_object_store
-from mlp.sweep.job_check import check_job, check_sweep_settings, composed_job
+from mlp.sweep.job_check import check_job, check_sweep_settings, compose_errors_in_one_line
 from mlp.sweep.job_folder import write_job_folder
 from mlp.sweep.progress import Progress
 from mlp.sweep.ray_options import remote_options
@@ -147,11 +147,12 @@ class SweepRunner:
     # ---- composing ------------------------------------------------------------------
     def prepare(self, num: int, overrides: list[str], stage: str | None) -> Job:
         """Compose, check and hash one job (raises UserError naming the job)."""
-        plain, subdir = composed_job(self.composer, num, overrides)
         snapshot = None
-        if self.callbacks is not None:
-            with self.composer.applied(num, overrides) as cfg:
-                snapshot = self.composer.snapshot(cfg)
+        with compose_errors_in_one_line():
+            plain, subdir = self.composer.job(num, overrides)
+            if self.callbacks is not None:
+                with self.composer.applied(num, overrides) as cfg:
+                    snapshot = self.composer.snapshot(cfg)
         data = plain.get("data") or {}
         for key in ("root", "cache_dir"):  # absolute against the launch dir: tasks run elsewhere
             if data.get(key) is not None:

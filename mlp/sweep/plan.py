@@ -11,6 +11,12 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 
+def searching(config: DictConfig) -> bool:
+    """A `search` group is chosen (search=lambda|halving); an experiment's own `search:` node
+    (lambda_fine's draw interval) is not a search."""
+    return OmegaConf.select(config, "hydra.runtime.choices.search") is not None
+
+
 def sweep_plan(config: DictConfig) -> list[tuple[str | None, int]] | None:
     """[(stage, jobs), ...] in launch order (one (None, n) for a plain sweep; job numbers run on
     across stages); None when the count needs more than the command line (a glob over a config
@@ -22,7 +28,7 @@ def sweep_plan(config: DictConfig) -> list[tuple[str | None, int]] | None:
     try:
         arguments = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         overrides = OverridesParser.create().parse_overrides([str(a) for a in arguments or []])
-        if OmegaConf.select(config, "hydra.runtime.choices.search") is not None:
+        if searching(config):
             return _search_plan(config, overrides)
         return [(None, len(grid(overrides)))]  # the jobs the sweeper will launch
     except Exception:  # noqa: BLE001  (unknown size; the caller copes without it)

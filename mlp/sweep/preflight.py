@@ -11,10 +11,11 @@ from __future__ import annotations
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
-from omegaconf import OmegaConf
 
-from mlp.cli import CONF_MODULE, check_groups, compose_error
+from mlp.cli import CONF_MODULE, check_groups
 from mlp.errors import UserError
+from mlp.sweep.job_check import compose_errors_in_one_line
+from mlp.sweep.plan import searching
 
 GROUPS = ("experiment", "data", "launcher", "search", "tracking")
 FIRST_VALUES = 100  # per swept key, checked before Ray starts (the launcher checks every job)
@@ -35,28 +36,14 @@ def preflight(argv: list[str], config_name: str):
         raise UserError(f"cannot parse overrides: {str(exc).strip().splitlines()[0]}") from None
     check_groups(parsed, GROUPS)
     with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
-        try:
-            primary = (
-                GlobalHydra.instance()
-                .config_loader()
-                .load_configuration(
-                    config_name=config_name,
-                    overrides=list(args.overrides),
-                    run_mode=RunMode.MULTIRUN,
-                )
+        loader = GlobalHydra.instance().config_loader()
+        with compose_errors_in_one_line():
+            primary = loader.load_configuration(
+                config_name=config_name, overrides=list(args.overrides), run_mode=RunMode.MULTIRUN
             )
-        except Exception as exc:
-            raise UserError(compose_error(exc)) from None
         if args.multirun or searching(primary):
-            loader = GlobalHydra.instance().config_loader()
             check_sweep(primary, list(args.overrides), loader)
     return primary
-
-
-def searching(primary) -> bool:
-    """A `search` group is chosen (search=lambda|halving), as the sweeper tells it; an experiment's
-    own `search:` node (lambda_fine's draw interval) is not a search."""
-    return OmegaConf.select(primary, "hydra.runtime.choices.search") is not None
 
 
 def check_sweep(primary, overrides: list[str], loader) -> None:
@@ -66,7 +53,7 @@ def check_sweep(primary, overrides: list[str], loader) -> None:
     any job starts when the sweep fits in Ray's start-up time."""
     from mlp.sweep.compose import JobComposer
     from mlp.sweep.grid import grid
-    from mlp.sweep.job_check import check_job, check_sweep_settings, composed_job
+    from mlp.sweep.job_check import check_job, check_sweep_settings
 
     check_sweep_settings(primary.sweep)
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)  # glob() too
@@ -86,9 +73,10 @@ def check_sweep(primary, overrides: list[str], loader) -> None:
             if picks in checked:
                 continue
             checked.add(picks)
-            overrides = [dim[i] for dim, i in zip(dims, picks, strict=True)]
+            job = [dim[i] for dim, i in zip(dims, picks, strict=True)]
             num = 0  # the job's number in the sweep (the last key varies fastest)
             for dim, i in zip(dims, picks, strict=True):
                 num = num * len(dim) + i
-            plain, _ = composed_job(composer, num, overrides)
-            check_job(plain, num, overrides, primary.sweep.cpus_per_job)
+            with compose_errors_in_one_line():
+                plain, _ = composer.job(num, job)
+            check_job(plain, num, job, primary.sweep.cpus_per_job)

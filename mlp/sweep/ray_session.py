@@ -70,15 +70,23 @@ def _use_token_auth(address: str, timeout_s: float = 5.0) -> None:
             f"the Ray cluster at {address} refused the token in {where} "
             f"(it needs the head's `ray get-auth-token`)"
         )
-    if os.environ.get(AUTH_MODE, "").lower() == "token":
+    _set_driver_auth_mode(
+        "token",
+        f"the Ray cluster at {address} requires token authentication, and Ray was "
+        f"imported before the sweep could switch it on: set {AUTH_MODE}=token in "
+        f"the environment",
+    )
+
+
+def _set_driver_auth_mode(mode: str, too_late: str) -> None:
+    """Put this driver in Ray's auth mode ("token" or "disabled") by Ray's documented
+    RAY_AUTH_MODE, which Ray reads when it is imported: UserError(too_late) when Ray was already
+    imported in the other mode."""
+    if (os.environ.get(AUTH_MODE, "").lower() == "token") == (mode == "token"):
         return
     if "ray" in sys.modules:
-        raise UserError(
-            f"the Ray cluster at {address} requires token authentication, and Ray was "
-            f"imported before the sweep could switch it on: set {AUTH_MODE}=token in "
-            f"the environment"
-        )
-    os.environ[AUTH_MODE] = "token"
+        raise UserError(too_late)
+    os.environ[AUTH_MODE] = mode
 
 
 def _find_token() -> tuple[str, str] | None:
@@ -103,28 +111,19 @@ def _refuse_unauthenticated(address: str, ray_cfg) -> None:
             f"RAY_AUTH_MODE=token (docs/security.md), or set "
             f"sweep.ray.allow_insecure=true to use it anyway"
         )
-    _driver_without_token_auth(address)
+    # a driver in token mode (RAY_AUTH_MODE=token from the user's shell) would join, but the
+    # cluster's workers could not call it back without a token: the sweep would wait forever
+    _set_driver_auth_mode(
+        "disabled",
+        f"the Ray cluster at {address} does not use token authentication, and this driver "
+        f"runs with {AUTH_MODE}=token (its workers could not reach it): unset {AUTH_MODE} "
+        f"in the environment",
+    )
     print(
         f"warning: joining the Ray cluster at {address} without token authentication "
         f"(sweep.ray.allow_insecure=true)",
         file=sys.stderr,
     )
-
-
-def _driver_without_token_auth(address: str) -> None:
-    """A driver in token mode (RAY_AUTH_MODE=token inherited from the user's shell) would join an
-    unauthenticated cluster, but its workers' calls back to the driver lack a token and are
-    refused: the sweep would wait forever. Switch the driver's mode off before Ray is imported;
-    if Ray was imported in token mode, say how to fix it."""
-    if os.environ.get(AUTH_MODE, "").lower() != "token":
-        return
-    if "ray" in sys.modules:
-        raise UserError(
-            f"the Ray cluster at {address} does not use token authentication, and this driver "
-            f"runs with {AUTH_MODE}=token (its workers could not reach it): unset {AUTH_MODE} "
-            f"in the environment"
-        )
-    os.environ[AUTH_MODE] = "disabled"
 
 
 def _check_cluster_before_joining(address: str, ray_cfg) -> None:
