@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from chunk_faults import FAULTS, KILL, runs
-from conftest import compose_cfg
+from conftest import SMALL_SYNTHETIC, compose_cfg
 from omegaconf import OmegaConf
 
-from mlp.bench.chunks import TINY
 from mlp.errors import UserError
 from mlp.sweep import chunking, ray_session
 from mlp.sweep.chunk_task import mlp_sweep_chunk
@@ -24,7 +23,8 @@ from mlp.sweep.task import mlp_sweep_job
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-# Tiny jobs (~50 ms of work each once a worker is warm): the benchmark's jobs.
+# Tiny jobs, ~50 ms of work each once a worker is warm.
+TINY = ["experiment=lambda_coarse", *SMALL_SYNTHETIC, "split.val_holdout=100", "train.n_s=1"]
 OPTIONS = {"num_cpus": 1.0, "retry_exceptions": False}  # as SweepRunner.remote_functions sets
 
 

@@ -143,8 +143,7 @@ def test_killed_worker_is_retried_and_the_sweep_completes(head, tmp_path):
 
 
 def test_lambda_search_runs_both_stages(head, tmp_path):
-    proc = run_sweep(
-        tmp_path,
+    search = [
         "search=lambda",
         *SMALL,
         "split.val_holdout=200",
@@ -153,7 +152,8 @@ def test_lambda_search_runs_both_stages(head, tmp_path):
         "seed=0,1",
         "search.coarse.overrides=['train.cycles=2']",
         *joining(head),
-    )
+    ]
+    proc = run_sweep(tmp_path, *search)
     assert proc.returncode == 0, proc.stderr
     out = json.loads((tmp_path / "sw" / "lambda_search.json").read_text())
     table = rows(tmp_path / "sw")
@@ -185,18 +185,7 @@ def test_lambda_search_runs_both_stages(head, tmp_path):
         sorted(r["config"]["train"]["cycles"] for r in saved) == [2] * 6 + [3] * 4
     )  # each stage its own setting
     # the search resumes like any sweep
-    again = run_sweep(
-        tmp_path,
-        "search=lambda",
-        *SMALL,
-        "split.val_holdout=200",
-        "search.coarse.grid=[1e-4,1e-2,1]",
-        "search.fine.n=2",
-        "seed=0,1",
-        "search.coarse.overrides=['train.cycles=2']",
-        *joining(head),
-        sweep_dir="sw2",
-    )
+    again = run_sweep(tmp_path, *search, sweep_dir="sw2")
     assert again.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 0
     assert (
         json.loads((tmp_path / "sw2" / "lambda_search.json").read_text())["chosen_lambda"]
