@@ -15,6 +15,7 @@ from sweep_support import (
     ROOT,
     SMALL,
     _ppid,
+    joining,
     ray_processes,
     results,
     rows,
@@ -36,6 +37,7 @@ def _command(tmp: Path) -> list[str]:
         "-m",
         "experiment=cyclic_1cycle",
         *SMALL,
+        "train.n_s=100",  # ~0.4 s a job: work is left when the third result lands
         f"seed=range(0,{N_JOBS})",
         "sweep.ray.num_cpus=2",
         "sweep.progress=false",
@@ -70,7 +72,7 @@ def _finished(sweep_dir: Path) -> dict[str, str]:
 @pytest.mark.parametrize(
     "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name
 )
-def test_interrupted_sweep_keeps_results_and_leaves_no_ray_process(tmp_path, sig):
+def test_interrupted_sweep_keeps_results_and_leaves_no_ray_process(tmp_path, sig, shared_ray):
     env = venv_env(RAY_ADDRESS="")
     proc = subprocess.Popen(
         _command(tmp_path),
@@ -103,8 +105,8 @@ def test_interrupted_sweep_keeps_results_and_leaves_no_ray_process(tmp_path, sig
         assert {r["config_hash"] for r in table if r["status"] == "ok"} >= set(before)
         assert [int(r["job"]) for r in table] == sorted(int(r["job"]) for r in table)
 
-    again = subprocess.run(
-        _command(tmp_path),
+    again = subprocess.run(  # the resume's subject is the store, not Ray's start: join the suite's
+        [*_command(tmp_path), *joining(shared_ray)],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -63,7 +63,7 @@ def _makespan(sizes: list[int], slots: int, gain: float) -> float:
 
 
 def plan_units(jobs: list, cfg_of, settings, slots: int) -> list[list]:
-    """Units of submission: lists of jobs, one task each (one job: mlp_sweep_job; more: a bundle).
+    """Units of submission: lists of jobs run as one (one job: mlp_sweep_job; more: a bundle).
 
     cfg_of(job) gives the job's resolved config (a dict). Largest units first (the greedy
     schedule's order, which Ray's queue then follows), ties in the jobs' order."""
