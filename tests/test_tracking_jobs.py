@@ -5,6 +5,9 @@ Real MLflow (a SQLite store in tmp_path) and TensorBoard's own event reader."""
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from tracking_support import all_runs
 from mlp.cli import CONF_MODULE
 from mlp.sweep.launch import JobFailed
 from mlp.sweep.plan import stage_of, sweep_plan, task_overrides
+from mlp.tracking.callback import THREAD_NICE, Background
 from mlp.tracking.mlflow_callback import MlflowTracking, resolve_uri
 from mlp.tracking.tensorboard_callback import TensorBoardTracking
 
@@ -221,3 +225,11 @@ def test_a_relative_sqlite_store_is_anchored_in_the_launch_folder(tmp_path, monk
     assert resolve_uri("outputs/mlruns", "x") == (tmp_path / "outputs" / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert resolve_uri(None, "sqlite:///outputs/mlflow.db") == "http://127.0.0.1:5000"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_tracking_thread_runs_nicer_than_the_driver():
+    worker, seen = Background("t"), []
+    worker.submit(lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    worker.close()
+    assert seen == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + THREAD_NICE)]

@@ -1,7 +1,7 @@
 """The common part of the trackers: a Hydra callback that checks its package and store when the
 sweep starts, and logs each finished job on one background thread of the driver, so neither the
-tracker's import (MLflow: ~3 s) nor its I/O holds up the driver loop (it takes CPU time from the
-jobs, though: docs/tracking.md#cost).
+tracker's import (MLflow: ~2 s) nor its I/O holds up the driver loop; the thread runs niced, so
+its CPU time comes mostly from moments a core is idle (docs/tracking.md#cost).
 
 A job is built from what on_job_end receives (mlp.tracking.jobs.finished_job), never read back
 from its folder. Above `max_job_runs` jobs a tracker logs no per-job runs, only the sweep's own
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import os
 import queue
 import sys
 import threading
@@ -28,6 +29,9 @@ from mlp.errors import UserError
 from mlp.tracking.jobs import FinishedJob, finished_job
 
 INSTALL_HINT = "pip install -e '.[tracking]'"
+# The tracking thread runs this much nicer than the driver (Linux: per thread), so its CPU comes
+# from the cores' idle moments (Ray's start-up, a stage's or the sweep's tail) before the jobs'
+THREAD_NICE = 10
 
 
 def require_package(module: str, override: str) -> None:
@@ -62,6 +66,14 @@ class Background:
         self.thread.join()
 
     def _run(self) -> None:
+        if sys.platform.startswith("linux"):  # elsewhere a thread id is not a PRIO_PROCESS id
+            tid = threading.get_native_id()
+            try:
+                os.setpriority(
+                    os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + THREAD_NICE
+                )
+            except OSError:
+                pass
         while (item := self.calls.get()) is not None:
             if self.failed:
                 continue
