@@ -70,3 +70,26 @@ def test_gradcheck_cli_exits_nonzero_when_tolerance_exceeded(tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["passed"] is False and result["max_rel_error"] > 1e-20
     assert "FAILED" in proc.stdout
+
+
+def test_perturbed_cost_is_loss_and_cost_to_the_bit():
+    """The gradient check's cached cost of a one-entry perturbation equals a full loss_and_cost."""
+    from mlp.gradcheck import PerturbedCost
+    from mlp.model import init_params, loss_and_cost
+
+    rng = np.random.default_rng(1)
+    for dims in (20, 300):
+        x = rng.standard_normal((2, dims)).astype(np.longdouble)
+        y = np.array([3, 7])
+        p = init_params(dims, 50, 10, rng, np.float64)
+        p = {k: np.ascontiguousarray(v, dtype=np.longdouble) for k, v in p.items()}
+        p["b1"][:] = rng.standard_normal(50) * 0.1
+        cost = PerturbedCost(p, x, y, 0.01)
+        for name in ("W1", "b1", "W2", "b2"):
+            flat = p[name].reshape(-1)
+            for i in rng.choice(flat.size, min(40, flat.size), replace=False):
+                keep = flat[i]
+                for step in (1e-5, -1e-5):
+                    flat[i] = keep + step
+                    assert cost(name, int(i)) == loss_and_cost(p, x, y, 0.01)[1], (name, i)
+                flat[i] = keep
