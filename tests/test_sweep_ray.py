@@ -10,9 +10,13 @@ import threading
 import time
 
 import pytest
+from omegaconf import OmegaConf
 from sweep_support import SMALL, joining, results, rows, run_sweep, summary, task_pids
 
+from mlp.experiment import run_experiment
+
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
+NUMBERS = ("train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss")
 
 
 @pytest.fixture
@@ -76,6 +80,27 @@ def test_resume_trains_only_missing_jobs(head, tmp_path):
     forced = run_sweep(tmp_path, *grid, "sweep.force=true", *joining(head), sweep_dir="sw2")
     assert forced.returncode == 0 and summary(tmp_path / "sw2")["ran"] == 4
     assert all(r["task_id"] != before.get(r["config_hash"]) for r in results(tmp_path / "sw2"))
+
+
+def test_three_jobs_on_two_cpus_share_them_with_the_numbers_of_jobs_alone(head, tmp_path):
+    # 3 jobs, 2 CPUs: a second wave would leave a core idle, so each task asks for 2/3 of a CPU
+    # and all three run at once (bundling.shared_cpus)
+    proc = run_sweep(
+        tmp_path,
+        "-m",
+        "experiment=cyclic_1cycle",
+        *SMALL,
+        "train.n_s=400",  # ~2 s a job: longer than the workers' start-up skew
+        "seed=0,1,2",
+        *joining(head),
+    )
+    assert proc.returncode == 0, proc.stderr
+    done = results(tmp_path / "sw")
+    spans = [(r["task_started_at"], r["task_started_at"] + r["task_wall_s"]) for r in done]
+    assert len(spans) == 3 and max(a for a, _ in spans) < min(b for _, b in spans), spans
+    for r in done:  # the OS shares the cores; each job's arithmetic is its own, unchanged
+        alone = run_experiment(OmegaConf.create(r["config"]))
+        assert [r[k] for k in NUMBERS] == [alone[k] for k in NUMBERS]
 
 
 def test_failing_job_is_reported_and_the_rest_finish(head, tmp_path):

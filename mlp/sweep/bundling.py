@@ -89,6 +89,19 @@ def plan_units(jobs: list, cfg_of, settings, slots: int) -> list[list]:
     return sorted(units, key=lambda u: (-len(u), rank[id(u[0])]))
 
 
+def shared_cpus(n_units: int, slots: int, cpus_per_job: float) -> float:
+    """CPUs each task asks for when a whole sweep is n_units units on `slots` CPU slots.
+
+    Between one and two waves (slots < n_units < 2·slots) a second wave would run with slots
+    idle (the final's 3 seeds on 2 cores: 2 jobs, then 1 beside an idle core). Asking for
+    slots/n_units of a slot each starts every unit at once and the OS shares the cores among
+    them: the same single-threaded arithmetic (the same numbers), finished in n_units/slots
+    waves instead of two. Otherwise cpus_per_job."""
+    if slots < n_units < 2 * slots:
+        return cpus_per_job * slots / n_units
+    return cpus_per_job
+
+
 def failed_result(job_cfg: dict, error: str) -> dict:
     """The result of a job whose task never returned (worker died for good, or similar)."""
     return {

@@ -11,6 +11,7 @@ disk with it. docs/sweep-scale.md describes the loop and its figures.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -18,6 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 from hydra.core.hydra_config import HydraConfig
@@ -142,7 +144,8 @@ class SweepRunner:
         self.first_task_started_at: float | None = None
         self.task_wall_sum = 0.0
         self.stopped: str | None = None
-        self._remote = None
+        self._remote: tuple[float, Any] | None = None  # (CPUs per task, remote function)
+        self.task_cpus = float(self.settings.cpus_per_job)  # per task: bundling.shared_cpus
 
     # ---- composing ------------------------------------------------------------------
     def prepare(self, num: int, overrides: list[str], stage: str | None) -> Job:
@@ -327,8 +330,15 @@ class SweepRunner:
         limit, slots = self.in_flight_limit(), self._slots()
         max_failures = self.settings.get("max_failures")
         units = bundling.unit_stream(next_job, lambda job: job.cfg, self.settings, slots)
+        head = list(itertools.islice(units, 2 * slots))  # fewer: the whole sweep
+        cpus = float(self.settings.cpus_per_job)
+        self.task_cpus = (
+            bundling.shared_cpus(len(head), slots, cpus) if len(head) < 2 * slots else cpus
+        )
         queue = chunking.UnitQueue(  # a chunk's units share its one data argument
-            units, key=lambda unit: data_key(unit[0].cfg["data"]), total_jobs=total
+            itertools.chain(head, units),
+            key=lambda unit: data_key(unit[0].cfg["data"]),
+            total_jobs=total,
         )
         flight = chunking.ChunkFlight(
             queue, int(self.settings.max_retries), job_key=lambda job: job.num
@@ -386,16 +396,20 @@ class SweepRunner:
 
     # ---- one unit of work: one job, or a bundle of jobs that differ only in λ (mlp.sweep.bundling)
     def remote_functions(self):
-        """The Ray remote function (a chunk of units, mlp.sweep.chunk_task), built once per sweep."""
-        if self._remote is None:
-            self._remote = chunking.chunk_remote(
-                dict(
-                    num_cpus=float(self.settings.cpus_per_job),
-                    retry_exceptions=False,
-                    **remote_options(self.settings),
-                )
+        """The Ray remote function (a chunk of units, mlp.sweep.chunk_task), built once per sweep
+        (again only if the CPUs a task asks for change)."""
+        if self._remote is None or self._remote[0] != self.task_cpus:
+            self._remote = (
+                self.task_cpus,
+                chunking.chunk_remote(
+                    dict(
+                        num_cpus=self.task_cpus,  # cpus_per_job, or less: bundling.shared_cpus
+                        retry_exceptions=False,
+                        **remote_options(self.settings),
+                    )
+                ),
             )
-        return self._remote
+        return self._remote[1]
 
     def submit(self, units: list[list[Job]]):
         """Submit units that share one data config as one chunk task (with their data's
