@@ -37,7 +37,7 @@ def _command(tmp: Path) -> list[str]:
         "-m",
         "experiment=cyclic_1cycle",
         *SMALL,
-        "train.n_s=100",  # ~0.4 s a job: work is left when the third result lands
+        "train.n_s=100",  # ~0.4 s a job
         f"seed=range(0,{N_JOBS})",
         "sweep.ray.num_cpus=2",
         "sweep.progress=false",
@@ -74,8 +74,8 @@ def _finished(sweep_dir: Path) -> dict[str, str]:
 )
 def test_interrupted_sweep_keeps_results_and_leaves_no_ray_process(tmp_path, sig, shared_ray):
     env = venv_env(RAY_ADDRESS="")
-    proc = subprocess.Popen(
-        _command(tmp_path),
+    proc = subprocess.Popen(  # one job at a time: ~5 s of work left when the third result lands
+        [*_command(tmp_path), "sweep.max_in_flight=1", "sweep.chunk=off"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -87,6 +87,7 @@ def test_interrupted_sweep_keeps_results_and_leaves_no_ray_process(tmp_path, sig
     while time.time() < deadline and len(list((tmp_path / "sw").glob("*/result.json"))) < 3:
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)
+    assert proc.poll() is None, "the sweep ended before the signal: nothing left to interrupt"
     ours = _descendants(proc.pid)
     assert ours, "the private Ray instance was not found under the driver"
     if sig == signal.SIGINT:  # Ctrl-C: the terminal signals the whole foreground group
@@ -106,6 +107,7 @@ def test_interrupted_sweep_keeps_results_and_leaves_no_ray_process(tmp_path, sig
         assert [int(r["job"]) for r in table] == sorted(int(r["job"]) for r in table)
 
     again = subprocess.run(  # the resume's subject is the store, not Ray's start: join the suite's
+        # head (sweep.* keys are not in a job's config hash, so the same jobs)
         [*_command(tmp_path), *joining(shared_ray)],
         cwd=tmp_path,
         env=env,
