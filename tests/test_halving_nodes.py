@@ -13,6 +13,7 @@ import pytest
 from sweep_support import (
     ROOT,
     SMALL,
+    joining,
     local_cluster,
     run_sweep,
     search_outcome,
@@ -42,9 +43,11 @@ def cluster(tmp_path):
         yield head, w1, w2
 
 
-def test_a_worker_node_lost_mid_rung_costs_only_its_rung_jobs(cluster, tmp_path):
+def test_a_worker_node_lost_mid_rung_costs_only_its_rung_jobs(cluster, tmp_path, shared_ray):
     head, _, w2 = cluster
-    reference = run_sweep(tmp_path, *SEARCH, "sweep.progress=false", sweep_dir="ref")
+    reference = run_sweep(  # the same search on one machine (the suite's head)
+        tmp_path, *SEARCH, "sweep.progress=false", *joining(shared_ray), sweep_dir="ref"
+    )
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     cmd = [sys.executable, str(ROOT / "runners" / "sweep.py"), *SEARCH]

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_cli
+from sweep_support import joining
 
 from mlp.errors import UserError
 from mlp.report.build import KNOWN
 from mlp.report.pipeline import make_plan
+from mlp.result_schema import METRICS
 from mlp.sweep.store import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +47,7 @@ def reproduce(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_reproduce_quick_end_to_end_and_resume(tmp_path):
+def test_reproduce_quick_end_to_end_and_resume(tmp_path, shared_ray):
     args = ["--quick", *DATA, "--runs-dir", "runs", "--report-dir", "report"]
     proc = reproduce(tmp_path, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -68,12 +71,20 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path):
     for name in ("checks", "lambda_search", "final"):
         assert (runs / name / "results.csv").is_file()
 
+    # each step run alone, as its own sweep with a fresh store, gives the reproduction's numbers
+    alone = make_plan(["--quick", *DATA, "--runs-dir", str(tmp_path / "alone")], tmp_path)
+    steps = {"checks": alone.checks, "lambda_search": alone.search, "final": alone.final(chosen)}
+    for name, step in steps.items():
+        proc = run_cli("sweep.py", *step, *joining(shared_ray), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert _numbers(alone.runs_dir / name).equals(_numbers(runs / name)), name
+
     # "Interrupted": one final job's result is gone (sweep folder and store); the re-run redoes only it.
     lost = json.loads((runs / "final" / "1" / "result.json").read_text())
     (runs / "final" / "1" / "result.json").unlink()
     assert ResultStore(runs / "store").forget([lost["config_hash"]]) == 1
     before = pd.read_csv(report / "tables" / "final.csv")
-    proc = reproduce(tmp_path, *args)
+    proc = reproduce(tmp_path, *args, *joining(shared_ray))  # the resume's subject is the store
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "4 jobs: 0 ran, 4 cached" in proc.stdout
     assert "10 jobs: 0 ran, 10 cached" in proc.stdout
@@ -85,6 +96,13 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path):
     )  # same config and seed, same numbers
     invocations = json.loads((runs / "reproduce.json").read_text())["invocations"]
     assert len(invocations) == 2
+
+
+def _numbers(sweep_dir: Path) -> pd.DataFrame:
+    """A step's metrics by config hash (what a job computed, not where or how fast)."""
+    table = pd.read_csv(sweep_dir / "results.csv")
+    assert set(table["status"]) == {"ok"}, table["error"].dropna().tolist()
+    return table.set_index("config_hash").sort_index()[list(METRICS)]
 
 
 @pytest.mark.slow
@@ -111,9 +129,10 @@ def test_a_bad_override_stops_before_any_step(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failing_step_stops_with_its_exit_code(tmp_path):
+@pytest.mark.ray
+def test_a_failing_step_stops_with_its_exit_code(tmp_path, shared_ray):
     # 3 batches of 800: every search job (batches 1-5) fails in its task; the checks still finish
-    args = ["--quick", *DATA, "data.n_train=2400", "--runs-dir", "runs"]
+    args = ["--quick", *DATA, "data.n_train=2400", "--runs-dir", "runs", *joining(shared_ray)]
     proc = reproduce(tmp_path, *args)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "error: step 'lambda_search' failed (exit 2)" in proc.stderr.strip().splitlines()[-1]

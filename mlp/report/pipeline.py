@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
 
 def split_args(argv: list[str]) -> tuple[str, list[str], dict]:
     """(profile, overrides passed to every sweep, options) from mlp-reproduce's command line."""
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)  # overrides before and after --options
     for a in args.overrides:
         if "=" not in a:
             raise UserError(f"cannot read argument {a!r} (expected key=value)")
