@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_cli
 from sweep_support import joining
 
 from mlp.errors import UserError
@@ -74,9 +73,20 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path, shared_ray):
     # each step run alone, as its own sweep with a fresh store, gives the reproduction's numbers
     alone = make_plan(["--quick", *DATA, "--runs-dir", str(tmp_path / "alone")], tmp_path)
     steps = {"checks": alone.checks, "lambda_search": alone.search, "final": alone.final(chosen)}
-    for name, step in steps.items():
-        proc = run_cli("sweep.py", *step, *joining(shared_ray), cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = [sys.executable, str(ROOT / "runners" / "sweep.py")]
+    drivers = {  # all three at once: their start-ups overlap (one store takes concurrent sweeps)
+        name: subprocess.Popen(
+            [*sweep, *step, *joining(shared_ray)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, step in steps.items()
+    }
+    for name, driver in drivers.items():
+        _, err = driver.communicate(timeout=600)
+        assert driver.returncode == 0, err[-3000:]
         assert _numbers(alone.runs_dir / name).equals(_numbers(runs / name)), name
 
     # "Interrupted": one final job's result is gone (sweep folder and store); the re-run redoes only it.
