@@ -14,9 +14,9 @@ from omegaconf import OmegaConf
 from sweep_support import SMALL, joining, results, rows, run_sweep, summary, task_pids
 
 from mlp.experiment import run_experiment
+from mlp.result_schema import METRICS
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
-NUMBERS = ("train_acc", "val_acc", "test_acc", "final_train_loss", "final_val_loss")
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_three_jobs_on_two_cpus_share_them_with_the_numbers_of_jobs_alone(head, 
     assert len(spans) == 3 and max(a for a, _ in spans) < min(b for _, b in spans), spans
     for r in done:  # the OS shares the cores; each job's arithmetic is its own, unchanged
         alone = run_experiment(OmegaConf.create(r["config"]))
-        assert [r[k] for k in NUMBERS] == [alone[k] for k in NUMBERS]
+        assert [r[k] for k in METRICS] == [alone[k] for k in METRICS]
 
 
 def test_failing_job_is_reported_and_the_rest_finish(head, tmp_path):

@@ -331,10 +331,7 @@ class SweepRunner:
         max_failures = self.settings.get("max_failures")
         units = bundling.unit_stream(next_job, lambda job: job.cfg, self.settings, slots)
         head = list(itertools.islice(units, 2 * slots))  # fewer: the whole sweep
-        cpus = float(self.settings.cpus_per_job)
-        self.task_cpus = (
-            bundling.shared_cpus(len(head), slots, cpus) if len(head) < 2 * slots else cpus
-        )
+        self.task_cpus = bundling.shared_cpus(len(head), slots, float(self.settings.cpus_per_job))
         queue = chunking.UnitQueue(  # a chunk's units share its one data argument
             itertools.chain(head, units),
             key=lambda unit: data_key(unit[0].cfg["data"]),
